@@ -1,0 +1,69 @@
+"""Fold class labels and guidance into the (x_t, t) -> Prediction callable a sampler sees."""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .models.denoiser import Denoiser
+from .prediction import Prediction
+from .samplers.base import Predict
+from .settings import GuidanceSettings
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A noise-aware classifier: log p(y | x_t, t) per sample, differentiable in x_t."""
+
+    def log_prob(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ...
+
+
+def _with_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, var_values) -> Prediction:
+    x0 = (x_t - math.sqrt(1.0 - alpha_bar) * eps) / math.sqrt(alpha_bar)
+    return Prediction(eps=eps, x0=x0, var_values=var_values)
+
+
+def classifier_gradient(classifier: Classifier, x_t: torch.Tensor, t: int, labels: torch.Tensor) -> torch.Tensor:
+    """grad_x log p(y | x_t, t), summed over the batch (each sample's gradient is its own)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x_t.detach().clone().requires_grad_(True)
+        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        log_prob = classifier.log_prob(x, t_batch, labels)
+        (grad,) = torch.autograd.grad(log_prob.sum(), x)
+    return grad.detach().float()
+
+
+def make_predict(
+    denoiser: Denoiser,
+    model_labels: torch.Tensor | None,
+    guidance: GuidanceSettings,
+    target_labels: torch.Tensor | None = None,
+    null_labels: torch.Tensor | None = None,
+    classifier: Classifier | None = None,
+) -> Predict:
+    """``model_labels`` go to the model on a plain pass; classifier-free guidance pairs ``target_labels`` with
+    ``null_labels``; classifier guidance pushes towards ``target_labels``."""
+    alpha_bar = denoiser.schedule.alpha_bar
+    use_cfg = guidance.kind == "classifier_free" and guidance.scale != 1.0
+    use_classifier = guidance.kind == "classifier" and guidance.scale != 0.0
+
+    def predict(x_t: torch.Tensor, t: int) -> Prediction:
+        if use_cfg:
+            # One forward on the doubled batch: conditional half, then unconditional half.
+            both = denoiser.predict(torch.cat([x_t, x_t]), t, torch.cat([target_labels, null_labels]))
+            eps_cond, eps_uncond = both.eps.chunk(2)
+            eps = eps_uncond + guidance.scale * (eps_cond - eps_uncond)
+            var_values = None if both.var_values is None else both.var_values.chunk(2)[0]
+            pred = _with_eps(x_t, eps, float(alpha_bar[t]), var_values)
+        else:
+            pred = denoiser.predict(x_t, t, model_labels)
+        if use_classifier:
+            grad = classifier_gradient(classifier, x_t, t, target_labels)
+            eps = pred.eps - guidance.scale * math.sqrt(1.0 - float(alpha_bar[t])) * grad
+            pred = _with_eps(x_t, eps, float(alpha_bar[t]), pred.var_values)
+        return pred
+
+    return predict

@@ -1,0 +1,142 @@
+"""The model card: what a checkpoint is, in one JSON-able record.
+
+Schedule and prediction fields carry the names of diffusers' scheduler_config.json
+(num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, prediction_type,
+variance_type, clip_sample, clip_sample_range), so a diffusers config maps onto a card directly.
+The schema is documented in README.md ("Model card").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import SettingsError
+from ..prediction import check_variance_type, normalise_prediction_type
+from ..schedules import NoiseSchedule, ScheduleConfig
+
+DATA_KINDS = ("image", "vector")
+ROLES = ("denoiser", "classifier")
+CARD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    role: str = "denoiser"                          # "denoiser", or "classifier" (noise-aware, for guidance)
+    data_kind: str = "image"                       # "image" (C x H x W) or "vector" (D numbers)
+    data_shape: tuple[int, ...] = (1, 8, 8)
+    value_range: tuple[float, float] = (-1.0, 1.0)  # the data space the model was trained in
+    class_names: tuple[str, ...] = ()              # empty: unconditional
+    null_class: int | None = None                  # label meaning "no class" (classifier-free guidance)
+    # schedule and prediction (diffusers' scheduler_config.json names)
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    trained_betas: tuple[float, ...] | None = None
+    prediction_type: str = "epsilon"
+    variance_type: str = "fixed_small"
+    clip_sample: bool = True
+    clip_sample_range: float = 1.0
+    # what the file is
+    format: str = "memory"                         # studio | diffusers | torchscript | state_dict | memory
+    architecture: dict = field(default_factory=dict)
+    parameter_count: int = 0
+    dtype: str = "float32"
+    file_size: int = 0
+    sha256: str = ""
+    path: str = ""
+    assumed: tuple[str, ...] = ()                  # fields not read from the file but taken as defaults
+    description: str = ""
+    card_version: int = CARD_VERSION
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        if not isinstance(self.name, str) or not self.name:
+            raise SettingsError("model card: name must be a non-empty string")
+        if self.role not in ROLES:
+            raise SettingsError(f"model card: role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.data_kind not in DATA_KINDS:
+            raise SettingsError(f"model card: data_kind must be one of {', '.join(DATA_KINDS)}, got {self.data_kind!r}")
+        shape = tuple(self.data_shape) if isinstance(self.data_shape, (list, tuple)) else ()
+        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise SettingsError(f"model card: data_shape must be a list of positive integers, got {self.data_shape!r}")
+        want = 3 if self.data_kind == "image" else 1
+        if len(shape) != want:
+            raise SettingsError(
+                f"model card: data_shape of {self.data_kind!r} data has {want} entries, got {list(shape)}"
+            )
+        set_("data_shape", shape)
+        lo, hi = tuple(float(v) for v in self.value_range)
+        if not lo < hi:
+            raise SettingsError(f"model card: value_range must be [low, high] with low < high, got {list(self.value_range)}")
+        set_("value_range", (lo, hi))
+        set_("class_names", tuple(str(c) for c in self.class_names))
+        if self.null_class is not None:
+            if not isinstance(self.null_class, int) or self.null_class < 0:
+                raise SettingsError(f"model card: null_class must be a label index >= 0 or null, got {self.null_class!r}")
+            if not self.class_names:
+                raise SettingsError("model card: null_class is set but the model has no class_names")
+        set_("prediction_type", normalise_prediction_type(self.prediction_type))
+        check_variance_type(self.variance_type)
+        if self.trained_betas is not None:
+            set_("trained_betas", tuple(float(b) for b in self.trained_betas))
+        set_("assumed", tuple(self.assumed))
+        self.schedule_config()  # validates T, betas and the recipe
+
+    # --- derived -------------------------------------------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        return bool(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.data_shape[0]
+
+    @property
+    def learned_variance(self) -> bool:
+        return self.variance_type in ("learned", "learned_range")
+
+    def schedule_config(self) -> ScheduleConfig:
+        try:
+            return ScheduleConfig(
+                num_train_timesteps=self.num_train_timesteps,
+                beta_schedule=self.beta_schedule,
+                beta_start=self.beta_start,
+                beta_end=self.beta_end,
+                trained_betas=self.trained_betas,
+            )
+        except SettingsError as exc:
+            raise SettingsError(f"model card: {exc}") from None
+
+    def schedule(self) -> NoiseSchedule:
+        return self.schedule_config().schedule()
+
+    def replace(self, **changes) -> "ModelCard":
+        return replace(self, **changes)
+
+    # --- JSON ----------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("data_shape", "value_range", "class_names", "assumed"):
+            data[key] = list(data[key])
+        if self.trained_betas is not None:
+            data["trained_betas"] = list(self.trained_betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        if not isinstance(data, dict):
+            raise SettingsError("model card must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        missing = [name for name in ("name",) if name not in data]
+        if missing:
+            raise SettingsError(f"model card: missing field(s) {', '.join(missing)}")
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("data_shape", "value_range", "class_names", "assumed"):
+            if key in kwargs and isinstance(kwargs[key], list):
+                kwargs[key] = tuple(kwargs[key])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise SettingsError(f"model card: {exc}") from None

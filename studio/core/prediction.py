@@ -1,0 +1,127 @@
+"""What a network predicts, turned into eps and x0; and the x0 clipping rules.
+
+With x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps and v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0:
+  epsilon:      x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)
+  sample:       eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar)
+  v_prediction: x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v,  eps = sqrt(alpha_bar) v + sqrt(1 - alpha_bar) x_t
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import SettingsError
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+_PREDICTION_ALIASES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned", "learned_range")
+LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
+
+
+def normalise_prediction_type(name: str) -> str:
+    name = _PREDICTION_ALIASES.get(name, name)
+    if name not in PREDICTION_TYPES:
+        raise SettingsError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)} (or eps, x0, v), got {name!r}")
+    return name
+
+
+def check_variance_type(name: str) -> str:
+    if name not in VARIANCE_TYPES:
+        raise SettingsError(f"variance_type must be one of {', '.join(VARIANCE_TYPES)}, got {name!r}")
+    return name
+
+
+@dataclass
+class Prediction:
+    """One model call's answer: eps and x0 (x0 before any clipping) and, for learned variance, the raw
+    variance channels (improved-diffusion's convention: log-variance for 'learned', interpolation in [-1, 1]
+    for 'learned_range')."""
+
+    eps: torch.Tensor
+    x0: torch.Tensor
+    var_values: torch.Tensor | None = None
+
+
+def split_learned_variance(raw: torch.Tensor, channels: int, variance_type: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A learned-variance network outputs 2C channels: the prediction, then the variance values."""
+    if variance_type in LEARNED_VARIANCE_TYPES:
+        if raw.shape[1] != 2 * channels:
+            raise SettingsError(
+                f"variance_type {variance_type!r} needs a model output of {2 * channels} channels, got {raw.shape[1]}"
+            )
+        return raw[:, :channels], raw[:, channels:]
+    return raw, None
+
+
+def to_prediction(
+    model_output: torch.Tensor,
+    x_t: torch.Tensor,
+    alpha_bar_t: float,
+    prediction_type: str,
+    var_values: torch.Tensor | None = None,
+) -> Prediction:
+    sqrt_ab = math.sqrt(alpha_bar_t)
+    sqrt_1m_ab = math.sqrt(1.0 - alpha_bar_t)
+    if prediction_type == "epsilon":
+        eps = model_output
+        x0 = (x_t - sqrt_1m_ab * eps) / sqrt_ab
+    elif prediction_type == "sample":
+        x0 = model_output
+        eps = (x_t - sqrt_ab * x0) / sqrt_1m_ab
+    elif prediction_type == "v_prediction":
+        x0 = sqrt_ab * x_t - sqrt_1m_ab * model_output
+        eps = sqrt_ab * model_output + sqrt_1m_ab * x_t
+    else:
+        raise SettingsError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
+    return Prediction(eps=eps, x0=x0, var_values=var_values)
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
+    return (x_t - math.sqrt(alpha_bar_t) * x0) / math.sqrt(1.0 - alpha_bar_t)
+
+
+@dataclass(frozen=True)
+class X0Clip:
+    """How x0_pred is bounded before it is used, as diffusers does: dynamic thresholding (Imagen) when
+    ``thresholding``, else a clamp to +-clip_sample_range when ``clip_sample``."""
+
+    clip_sample: bool = True
+    clip_sample_range: float = 1.0
+    thresholding: bool = False
+    dynamic_thresholding_ratio: float = 0.995
+    sample_max_value: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.clip_sample_range > 0:
+            raise SettingsError(f"clip_sample_range must be > 0, got {self.clip_sample_range!r}")
+        if not 0 < self.dynamic_thresholding_ratio <= 1:
+            raise SettingsError(
+                f"dynamic_thresholding_ratio must be in (0, 1], got {self.dynamic_thresholding_ratio!r}"
+            )
+        if not self.sample_max_value >= 1:
+            raise SettingsError(f"sample_max_value must be >= 1, got {self.sample_max_value!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.clip_sample or self.thresholding
+
+    def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        if self.thresholding:
+            return self._dynamic_threshold(x0)
+        if self.clip_sample:
+            return x0.clamp(-self.clip_sample_range, self.clip_sample_range)
+        return x0
+
+    def _dynamic_threshold(self, x0: torch.Tensor) -> torch.Tensor:
+        dtype = x0.dtype
+        flat = x0.float().reshape(x0.shape[0], -1)
+        s = torch.quantile(flat.abs(), self.dynamic_thresholding_ratio, dim=1)
+        s = s.clamp(min=1.0, max=self.sample_max_value).unsqueeze(1)
+        flat = torch.maximum(torch.minimum(flat, s), -s) / s
+        return flat.reshape(x0.shape).to(dtype)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,126 @@
+"""What every sampler shares: the Step it yields, the settings it is described by, and the predict callable.
+
+A sampler is a generator: ``for step in sampler(...)`` runs one model call per iteration, and stopping the
+iteration is cancelling. Its state lives in the generator's locals (no hidden step index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import SettingsError
+from ..models.card import ModelCard
+from ..prediction import Prediction, X0Clip
+from ..schedules import SPACINGS, select_timesteps
+
+# (x_t, t) -> Prediction; guidance and class labels are already folded in.
+Predict = Callable[[torch.Tensor, int], Prediction]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One model call of a run.
+
+    ``x_t`` is the sample after this step, i.e. at timestep ``t_prev`` (``t_prev == -1``: the final sample).
+    ``x0_pred`` is the x0 the step used (after clipping, if any); ``eps_pred`` the model's noise prediction
+    (after guidance). ``noise_std`` is the standard deviation of the fresh noise this step added (0: none).
+    """
+
+    index: int
+    num_steps: int
+    t: int
+    t_prev: int
+    x_t: torch.Tensor
+    x0_pred: torch.Tensor
+    eps_pred: torch.Tensor
+    noise_std: float = 0.0
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Settings every sampler shares. ``None`` means: take the model card's value."""
+
+    name: ClassVar[str] = ""
+    steps: int = 50
+    spacing: str = "leading"
+    timesteps: tuple[int, ...] | None = None   # an explicit list overrides steps and spacing
+    steps_offset: int = 0
+    clip_sample: bool | None = None
+    clip_sample_range: float | None = None
+    thresholding: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timesteps is not None:
+            try:
+                object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
+            except (TypeError, ValueError):
+                raise SettingsError(f"timesteps must be a list of integers, got {self.timesteps!r}") from None
+            if not self.timesteps:
+                raise SettingsError("timesteps must not be empty")
+            object.__setattr__(self, "steps", len(self.timesteps))
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise SettingsError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.spacing not in SPACINGS:
+            raise SettingsError(f"spacing must be one of {', '.join(SPACINGS)}, got {self.spacing!r}")
+        if isinstance(self.steps_offset, bool) or not isinstance(self.steps_offset, int) or self.steps_offset < 0:
+            raise SettingsError(f"steps_offset must be an integer >= 0, got {self.steps_offset!r}")
+        if self.clip_sample is not None and not isinstance(self.clip_sample, bool):
+            raise SettingsError(f"clip_sample must be true, false or null, got {self.clip_sample!r}")
+        if self.clip_sample_range is not None and not (
+            isinstance(self.clip_sample_range, (int, float)) and self.clip_sample_range > 0
+        ):
+            raise SettingsError(f"clip_sample_range must be a number > 0, got {self.clip_sample_range!r}")
+
+    # --- resolution against a model ------------------------------------------------------------------------------
+    def resolve(self, card: ModelCard) -> "SamplerSettings":
+        """A copy with every ``None`` replaced by the card's value, checked against the model."""
+        changes = {}
+        if self.clip_sample is None:
+            changes["clip_sample"] = card.clip_sample
+        if self.clip_sample_range is None:
+            changes["clip_sample_range"] = card.clip_sample_range
+        resolved = self.replace(**changes) if changes else self
+        resolved.timestep_list(card.num_train_timesteps)  # raises for steps > T and the like
+        return resolved
+
+    def timestep_list(self, num_train_timesteps: int) -> np.ndarray:
+        return select_timesteps(num_train_timesteps, self.steps, self.spacing, self.steps_offset, self.timesteps)
+
+    def x0_clip(self) -> X0Clip:
+        return X0Clip(
+            clip_sample=bool(self.clip_sample),
+            clip_sample_range=float(self.clip_sample_range if self.clip_sample_range is not None else 1.0),
+            thresholding=self.thresholding,
+        )
+
+    def replace(self, **changes) -> "SamplerSettings":
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return type(self)(**data)
+
+    # --- one dictionary for the GUI, the CLI, PNG metadata and run.json ------------------------------------------
+    def to_dict(self) -> dict:
+        data = {"sampler": self.name}
+        data.update(asdict(self))
+        if self.timesteps is not None:
+            data["timesteps"] = list(self.timesteps)
+        return data
+
+    @classmethod
+    def from_fields(cls, data: dict) -> "SamplerSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"sampler"})
+        if unknown:
+            raise SettingsError(
+                f"unknown {cls.name} setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def final_alpha_bar(schedule_alpha_bar: np.ndarray, set_alpha_to_one: bool) -> float:
+    """alpha_bar after the last step: 1 (clean data) or, as Stable Diffusion configs do, alpha_bar_0."""
+    return 1.0 if set_alpha_to_one else float(schedule_alpha_bar[0])

@@ -1,0 +1,255 @@
+"""Noise schedules and timestep selection.
+
+Notation (DDPM paper): beta_t is the variance added at step t, alpha_t = 1 - beta_t and
+alpha_bar_t = prod_{s<=t} alpha_s, so that x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+Timesteps are 0-indexed, t = 0 .. T-1, as in diffusers and the DDIM code.
+
+Every array is float64 numpy: samplers read per-step coefficients as Python floats, so the
+schedule's precision never depends on the device or dtype a model runs in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .errors import SettingsError
+
+# diffusers' names; "cosine" is accepted as the plain-words alias of Nichol & Dhariwal's schedule.
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
+SPACINGS = ("leading", "linspace", "trailing", "quad")
+COSINE_OFFSET = 0.008
+MAX_BETA = 0.999
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """A beta schedule by recipe, with the field names of diffusers' scheduler_config.json."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    trained_betas: tuple[float, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        schedule = _SCHEDULE_ALIASES.get(self.beta_schedule, self.beta_schedule)
+        object.__setattr__(self, "beta_schedule", schedule)
+        if self.trained_betas is not None:
+            object.__setattr__(self, "trained_betas", tuple(float(b) for b in self.trained_betas))
+            if isinstance(self.num_train_timesteps, int) and self.num_train_timesteps != len(self.trained_betas):
+                # diffusers takes the length of trained_betas as T; say so rather than guess.
+                raise SettingsError(
+                    f"trained_betas has {len(self.trained_betas)} entries but num_train_timesteps is "
+                    f"{self.num_train_timesteps}; they must be equal"
+                )
+        if not isinstance(self.num_train_timesteps, int) or isinstance(self.num_train_timesteps, bool) \
+                or self.num_train_timesteps < 1:
+            raise SettingsError(f"num_train_timesteps must be an integer >= 1, got {self.num_train_timesteps!r}")
+        if self.trained_betas is None:
+            if schedule not in BETA_SCHEDULES:
+                raise SettingsError(
+                    f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)} (or 'cosine'), got {self.beta_schedule!r}"
+                )
+            if schedule != "squaredcos_cap_v2":
+                for name in ("beta_start", "beta_end"):
+                    value = getattr(self, name)
+                    if not isinstance(value, (int, float)) or not (0.0 < value < 1.0):
+                        raise SettingsError(f"{name} must be a number in (0, 1), got {value!r}")
+                if self.beta_end < self.beta_start:
+                    raise SettingsError(
+                        f"beta_end ({self.beta_end}) must not be below beta_start ({self.beta_start})"
+                    )
+        # Computing the betas validates them (every beta in (0, 1)).
+        _validate_betas(self.betas())
+
+    def betas(self) -> np.ndarray:
+        """The T betas of this recipe, float64."""
+        T = self.num_train_timesteps
+        if self.trained_betas is not None:
+            return np.asarray(self.trained_betas, dtype=np.float64)
+        if self.beta_schedule == "linear":
+            return np.linspace(self.beta_start, self.beta_end, T, dtype=np.float64)
+        if self.beta_schedule == "scaled_linear":
+            return np.linspace(self.beta_start**0.5, self.beta_end**0.5, T, dtype=np.float64) ** 2
+        if self.beta_schedule == "squaredcos_cap_v2":
+            return cosine_betas(T)
+        # sigmoid, as diffusers: sigmoid(linspace(-6, 6)) stretched onto [beta_start, beta_end]
+        ramp = 1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, T, dtype=np.float64)))
+        return ramp * (self.beta_end - self.beta_start) + self.beta_start
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.trained_betas is not None:
+            data["trained_betas"] = list(self.trained_betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ScheduleConfig":
+        known = {k: data[k] for k in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end",
+                                      "trained_betas") if k in data and data[k] is not None}
+        if "trained_betas" in known and "num_train_timesteps" not in known:
+            known["num_train_timesteps"] = len(known["trained_betas"])
+        return cls(**known)
+
+    def schedule(self) -> "NoiseSchedule":
+        return NoiseSchedule(self.betas())
+
+
+def cosine_betas(T: int, s: float = COSINE_OFFSET, max_beta: float = MAX_BETA) -> np.ndarray:
+    """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2), betas capped at 0.999."""
+
+    def alpha_bar_fn(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    return np.array([min(1 - alpha_bar_fn((i + 1) / T) / alpha_bar_fn(i / T), max_beta) for i in range(T)],
+                    dtype=np.float64)
+
+
+def _validate_betas(betas: np.ndarray) -> None:
+    if betas.ndim != 1 or betas.size == 0:
+        raise SettingsError("betas must be a non-empty 1-D list of numbers")
+    bad = np.flatnonzero(~np.isfinite(betas) | (betas <= 0.0) | (betas >= 1.0))
+    if bad.size:
+        i = int(bad[0])
+        raise SettingsError(f"every beta must lie in (0, 1); beta[{i}] = {betas[i]!r}")
+
+
+class NoiseSchedule:
+    """The arrays derived from T betas. Index t = 0 .. T-1; ``alpha_bar_at(-1)`` is 1 (clean data)."""
+
+    def __init__(self, betas: np.ndarray | list[float]):
+        betas = np.asarray(betas, dtype=np.float64)
+        _validate_betas(betas)
+        self.betas = betas
+        self.num_train_timesteps = len(betas)
+        self.alphas = 1.0 - betas
+        self.alpha_bar = np.cumprod(self.alphas)
+        self.alpha_bar_prev = np.append(1.0, self.alpha_bar[:-1])
+        self.sqrt_alpha_bar = np.sqrt(self.alpha_bar)
+        self.sqrt_one_minus_alpha_bar = np.sqrt(1.0 - self.alpha_bar)
+        # beta tilde: the variance of q(x_{t-1} | x_t, x_0)
+        self.posterior_variance = betas * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar)
+        # posterior_variance[0] is 0; improved-diffusion's clipped log uses [1] there.
+        pv_for_log = np.append(self.posterior_variance[1], self.posterior_variance[1:]) if len(betas) > 1 \
+            else np.maximum(self.posterior_variance, 1e-20)
+        self.posterior_log_variance_clipped = np.log(pv_for_log)
+        self.snr = self.alpha_bar / (1.0 - self.alpha_bar)
+        self.log_snr = np.log(self.snr)
+        self.sigma = np.sqrt((1.0 - self.alpha_bar) / self.alpha_bar)
+
+    def __len__(self) -> int:
+        return self.num_train_timesteps
+
+    def alpha_bar_at(self, t: int, final: float = 1.0) -> float:
+        """alpha_bar_t as a float; t < 0 means past the last step, where it is ``final`` (1 = clean data)."""
+        return float(self.alpha_bar[t]) if t >= 0 else float(final)
+
+    def respaced_betas(self, timesteps) -> np.ndarray:
+        """Betas of the process that visits only ``timesteps`` (improved-diffusion's respacing), ascending in t."""
+        kept = np.sort(np.asarray(timesteps, dtype=np.int64))
+        alpha_bar = self.alpha_bar[kept]
+        return 1.0 - alpha_bar / np.append(1.0, alpha_bar[:-1])
+
+    @cached_property
+    def sigma_min_max(self) -> tuple[float, float]:
+        return float(self.sigma[0]), float(self.sigma[-1])
+
+
+def select_timesteps(
+    num_train_timesteps: int,
+    steps: int,
+    spacing: str = "leading",
+    steps_offset: int = 0,
+    explicit=None,
+) -> np.ndarray:
+    """The S timesteps a sampler visits, strictly decreasing, int64, exactly ``steps`` entries.
+
+    - leading:  0, T//S, 2T//S, ... (+ steps_offset) -- diffusers' default and the DDIM code's "uniform"
+      wherever that gives S entries (the DDIM code's ``range(0, T, T//S)`` can give more).
+    - linspace: round(linspace(0, T-1, S)), ends exactly at T-1 and 0.
+    - trailing: round(arange(T, 0, -T/S)) - 1, starts at T-1.
+    - quad:     int(linspace(0, sqrt(0.8 T), S)^2), the DDIM code's quadratic rule. Where that rule repeats an
+      entry (small timesteps with large S, e.g. S=50 of T=1000 gives 0, 0, 1, 2, ...) each repeat moves up to
+      the next free timestep, so the list keeps S distinct entries and equals the DDIM code wherever that code
+      has no repeats. An S too large for that raises an error naming the largest S that fits.
+    - explicit: any list of distinct timesteps in [0, T-1], in any order.
+    """
+    T = num_train_timesteps
+    if explicit is not None:
+        return _explicit_timesteps(T, explicit)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not (1 <= steps <= T):
+        raise SettingsError(f"steps must be an integer from 1 to {T} (num_train_timesteps), got {steps!r}")
+    steps = int(steps)
+    if spacing not in SPACINGS:
+        raise SettingsError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
+    if spacing != "leading" and steps_offset:
+        raise SettingsError("steps_offset applies only to 'leading' spacing")
+    if spacing == "leading":
+        if not isinstance(steps_offset, (int, np.integer)) or steps_offset < 0:
+            raise SettingsError(f"steps_offset must be an integer >= 0, got {steps_offset!r}")
+        stride = T // steps
+        ascending = np.arange(steps, dtype=np.int64) * stride + int(steps_offset)
+        if ascending[-1] > T - 1:
+            raise SettingsError(
+                f"steps_offset {steps_offset} pushes the largest timestep to {ascending[-1]}, past T-1 = {T - 1}"
+            )
+    elif spacing == "linspace":
+        ascending = np.round(np.linspace(0, T - 1, steps)).astype(np.int64)
+    elif spacing == "trailing":
+        ascending = (np.round(np.arange(T, 0, -T / steps)) - 1).astype(np.int64)[::-1]
+    else:
+        ascending = _quad_timesteps(T, steps)
+    timesteps = np.ascontiguousarray(ascending[::-1], dtype=np.int64)
+    _check_strictly_decreasing(timesteps, T, spacing)
+    return timesteps
+
+
+def quad_max_steps(num_train_timesteps: int) -> int:
+    """The largest S for which the quadratic rule, repeats moved up, still fits below 0.8 T."""
+    return int(num_train_timesteps * 0.8) + 1
+
+
+def _quad_timesteps(T: int, steps: int) -> np.ndarray:
+    limit = quad_max_steps(T)
+    if steps > limit:
+        raise SettingsError(
+            f"quad spacing fits at most {limit} distinct steps for num_train_timesteps={T} "
+            f"(it covers 0 .. 0.8 T); got steps={steps}: use fewer steps or another spacing"
+        )
+    raw = [int(s) for s in np.linspace(0, math.sqrt(T * 0.8), steps) ** 2]
+    out = []
+    for value in raw:
+        out.append(max(value, out[-1] + 1) if out else value)
+    if out[-1] > T - 1:  # only reachable for tiny T; keep the promise or say why not
+        raise SettingsError(f"quad spacing cannot place {steps} distinct steps in num_train_timesteps={T}")
+    return np.asarray(out, dtype=np.int64)
+
+
+def _explicit_timesteps(T: int, explicit) -> np.ndarray:
+    try:
+        values = [int(v) for v in explicit]
+        if any(float(v) != int(v) for v in explicit):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SettingsError(f"timesteps must be a list of integers in [0, {T - 1}], got {explicit!r}") from None
+    if not values:
+        raise SettingsError("timesteps must not be empty")
+    bad = [v for v in values if not 0 <= v <= T - 1]
+    if bad:
+        raise SettingsError(f"timesteps must lie in [0, {T - 1}] (num_train_timesteps={T}); got {bad[0]}")
+    if len(set(values)) != len(values):
+        dup = next(v for v in values if values.count(v) > 1)
+        raise SettingsError(f"timesteps must not repeat; {dup} appears more than once")
+    return np.asarray(sorted(values, reverse=True), dtype=np.int64)
+
+
+def _check_strictly_decreasing(timesteps: np.ndarray, T: int, spacing: str) -> None:
+    if np.any(np.diff(timesteps) >= 0) or timesteps[0] > T - 1 or timesteps[-1] < 0:
+        raise SettingsError(
+            f"{spacing} spacing cannot give {len(timesteps)} distinct timesteps of T={T}; use fewer steps"
+        )

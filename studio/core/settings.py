@@ -1,0 +1,110 @@
+"""A run's settings as data: the same dictionary goes into PNG metadata, run.json, QSettings and CLI flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from .errors import SettingsError
+from .noise import sample_seeds
+from .samplers import DDIMSettings, SamplerSettings, settings_from_dict
+
+GUIDANCE_KINDS = ("none", "classifier_free", "classifier")
+_GUIDANCE_ALIASES = {"cfg": "classifier_free"}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("float32", "float16", "bfloat16")
+NOISE_DEVICES = ("cpu", "device")
+CLASS_CYCLE = "cycle"
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """Classifier-free guidance: eps = eps_uncond + scale (eps_cond - eps_uncond) (scale 1: plain conditional).
+    Classifier guidance: eps = eps - scale sqrt(1 - alpha_bar) grad_x log p(y | x_t, t)."""
+
+    kind: str = "none"
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        kind = _GUIDANCE_ALIASES.get(self.kind, self.kind)
+        if kind not in GUIDANCE_KINDS:
+            raise SettingsError(f"guidance must be one of {', '.join(GUIDANCE_KINDS)}, got {self.kind!r}")
+        object.__setattr__(self, "kind", kind)
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0.0 <= self.scale <= 100.0:
+            raise SettingsError(f"guidance scale must be a number in [0, 100], got {self.scale!r}")
+        object.__setattr__(self, "scale", float(self.scale))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "scale": self.scale}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs besides the model.
+
+    ``class_label``: a class index, ``"cycle"`` (sample i gets class i mod K) or None (unconditional: the
+    model's null class for a class-conditional model). ``noise_device``: ``"cpu"`` draws noise on the CPU so a
+    seed gives the same image on every device; ``"device"`` draws on the model's device (faster on a GPU, but
+    device-dependent).
+    """
+
+    sampler: SamplerSettings = field(default_factory=DDIMSettings)
+    seed: int = 0
+    batch_size: int = 1
+    class_label: int | str | None = None
+    guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
+    device: str = "auto"
+    dtype: str = "float32"
+    noise_device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sampler, SamplerSettings):
+            raise SettingsError("sampler must be DDPMSettings or DDIMSettings")
+        sample_seeds(self.seed, self.batch_size)  # validates seed and batch_size
+        label = self.class_label
+        if not (label is None or label == CLASS_CYCLE or (isinstance(label, int) and not isinstance(label, bool))):
+            raise SettingsError(f"class_label must be a class index, 'cycle' or null, got {label!r}")
+        if isinstance(label, int) and label < 0:
+            raise SettingsError(f"class_label must be >= 0, got {label}")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise SettingsError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.noise_device not in NOISE_DEVICES:
+            raise SettingsError(f"noise_device must be one of {', '.join(NOISE_DEVICES)}, got {self.noise_device!r}")
+
+    @property
+    def seeds(self) -> list[int]:
+        return sample_seeds(self.seed, self.batch_size)
+
+    def replace(self, **changes) -> "RunSettings":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {
+            "sampler": self.sampler.to_dict(),
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "class_label": self.class_label,
+            "guidance": self.guidance.to_dict(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "noise_device": self.noise_device,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSettings":
+        if not isinstance(data, dict):
+            raise SettingsError("run settings must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(f"unknown run setting(s): {', '.join(unknown)}")
+        values = dict(data)
+        if "sampler" in values:
+            values["sampler"] = settings_from_dict(values["sampler"])
+        if "guidance" in values:
+            guidance = values["guidance"]
+            if not isinstance(guidance, dict):
+                raise SettingsError("guidance must be an object with 'kind' and 'scale'")
+            values["guidance"] = GuidanceSettings(**guidance)
+        return cls(**values)
