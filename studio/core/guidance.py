@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Protocol, runtime_checkable
 
 import torch
 
 from .models.denoiser import Denoiser
-from .prediction import Prediction
+from .prediction import Prediction, x0_from_eps
 from .samplers.base import Predict
 from .settings import GuidanceSettings
 
@@ -21,9 +20,8 @@ class Classifier(Protocol):
         ...
 
 
-def _with_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, var_values) -> Prediction:
-    x0 = (x_t - math.sqrt(1.0 - alpha_bar) * eps) / math.sqrt(alpha_bar)
-    return Prediction(eps=eps, x0=x0, var_values=var_values)
+def _with_eps(x_t: torch.Tensor, eps: torch.Tensor, sqrt_terms: tuple[float, float], var_values) -> Prediction:
+    return Prediction(eps=eps, x0=x0_from_eps(x_t, eps, *sqrt_terms), var_values=var_values)
 
 
 def classifier_gradient(classifier: Classifier, x_t: torch.Tensor, t: int, labels: torch.Tensor) -> torch.Tensor:
@@ -46,7 +44,7 @@ def make_predict(
 ) -> Predict:
     """``model_labels`` go to the model on a plain pass; classifier-free guidance pairs ``target_labels`` with
     ``null_labels``; classifier guidance pushes towards ``target_labels``."""
-    alpha_bar = denoiser.schedule.alpha_bar
+    schedule = denoiser.schedule
     use_cfg = guidance.kind == "classifier_free" and guidance.scale != 1.0
     use_classifier = guidance.kind == "classifier" and guidance.scale != 0.0
 
@@ -57,13 +55,13 @@ def make_predict(
             eps_cond, eps_uncond = both.eps.chunk(2)
             eps = eps_uncond + guidance.scale * (eps_cond - eps_uncond)
             var_values = None if both.var_values is None else both.var_values.chunk(2)[0]
-            pred = _with_eps(x_t, eps, float(alpha_bar[t]), var_values)
+            pred = _with_eps(x_t, eps, schedule.sqrt_terms(t), var_values)
         else:
             pred = denoiser.predict(x_t, t, model_labels)
         if use_classifier:
             grad = classifier_gradient(classifier, x_t, t, target_labels)
-            eps = pred.eps - guidance.scale * math.sqrt(1.0 - float(alpha_bar[t])) * grad
-            pred = _with_eps(x_t, eps, float(alpha_bar[t]), pred.var_values)
+            eps = pred.eps - guidance.scale * schedule.sqrt_terms(t)[1] * grad
+            pred = _with_eps(x_t, eps, schedule.sqrt_terms(t), pred.var_values)
         return pred
 
     return predict

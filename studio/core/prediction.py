@@ -8,7 +8,6 @@ With x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps and v = sqrt(alpha_bar) 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -59,12 +58,13 @@ def split_learned_variance(raw: torch.Tensor, channels: int, variance_type: str)
 def to_prediction(
     model_output: torch.Tensor,
     x_t: torch.Tensor,
-    alpha_bar_t: float,
+    sqrt_alpha_bar: float,
+    sqrt_one_minus_alpha_bar: float,
     prediction_type: str,
     var_values: torch.Tensor | None = None,
 ) -> Prediction:
-    sqrt_ab = math.sqrt(alpha_bar_t)
-    sqrt_1m_ab = math.sqrt(1.0 - alpha_bar_t)
+    """eps and x0 from the network's output at a timestep with the given sqrt(alpha_bar), sqrt(1 - alpha_bar)."""
+    sqrt_ab, sqrt_1m_ab = sqrt_alpha_bar, sqrt_one_minus_alpha_bar
     if prediction_type == "epsilon":
         eps = model_output
         x0 = (x_t - sqrt_1m_ab * eps) / sqrt_ab
@@ -79,8 +79,12 @@ def to_prediction(
     return Prediction(eps=eps, x0=x0, var_values=var_values)
 
 
-def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
-    return (x_t - math.sqrt(alpha_bar_t) * x0) / math.sqrt(1.0 - alpha_bar_t)
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sqrt_alpha_bar: float, sqrt_one_minus_alpha_bar: float):
+    return (x_t - sqrt_alpha_bar * x0) / sqrt_one_minus_alpha_bar
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, sqrt_alpha_bar: float, sqrt_one_minus_alpha_bar: float):
+    return (x_t - sqrt_one_minus_alpha_bar * eps) / sqrt_alpha_bar
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Notation (DDPM paper): beta_t is the variance added at step t, alpha_t = 1 - bet
 alpha_bar_t = prod_{s<=t} alpha_s, so that x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
 Timesteps are 0-indexed, t = 0 .. T-1, as in diffusers and the DDIM code.
 
-Every array is float64 numpy: samplers read per-step coefficients as Python floats, so the
-schedule's precision never depends on the device or dtype a model runs in.
+Precision, twice: the samplers use ``alpha_bar32``, computed in float32 exactly as diffusers computes it (the
+array most models were trained with), so the studio reproduces diffusers' pipelines number for number. Every
+other array (alpha_bar, SNR, sigma, posterior variance: what plots, analysis and closed-form oracles read) is
+float64 from the float64 recipe: float32 loses up to 3e-4 of 1 - alpha_bar near t = 0.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from .errors import SettingsError
 
@@ -82,6 +85,20 @@ class ScheduleConfig:
         ramp = 1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, T, dtype=np.float64)))
         return ramp * (self.beta_end - self.beta_start) + self.beta_start
 
+    def betas32(self) -> torch.Tensor:
+        """The same recipe computed in float32 with diffusers' exact torch operations."""
+        T = self.num_train_timesteps
+        f32 = torch.float32
+        if self.trained_betas is not None:
+            return torch.tensor(self.trained_betas, dtype=f32)
+        if self.beta_schedule == "linear":
+            return torch.linspace(self.beta_start, self.beta_end, T, dtype=f32)
+        if self.beta_schedule == "scaled_linear":
+            return torch.linspace(self.beta_start**0.5, self.beta_end**0.5, T, dtype=f32) ** 2
+        if self.beta_schedule == "squaredcos_cap_v2":
+            return torch.tensor(cosine_betas(T), dtype=f32)
+        return torch.sigmoid(torch.linspace(-6, 6, T, dtype=f32)) * (self.beta_end - self.beta_start) + self.beta_start
+
     def to_dict(self) -> dict:
         data = asdict(self)
         if self.trained_betas is not None:
@@ -97,7 +114,7 @@ class ScheduleConfig:
         return cls(**known)
 
     def schedule(self) -> "NoiseSchedule":
-        return NoiseSchedule(self.betas())
+        return NoiseSchedule(self.betas(), betas32=self.betas32())
 
 
 def cosine_betas(T: int, s: float = COSINE_OFFSET, max_beta: float = MAX_BETA) -> np.ndarray:
@@ -116,19 +133,27 @@ def _validate_betas(betas: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(betas) | (betas <= 0.0) | (betas >= 1.0))
     if bad.size:
         i = int(bad[0])
-        raise SettingsError(f"every beta must lie in (0, 1); beta[{i}] = {betas[i]!r}")
+        raise SettingsError(f"every beta must lie in (0, 1); beta[{i}] = {float(betas[i])!r}")
 
 
 class NoiseSchedule:
     """The arrays derived from T betas. Index t = 0 .. T-1; ``alpha_bar_at(-1)`` is 1 (clean data)."""
 
-    def __init__(self, betas: np.ndarray | list[float]):
+    def __init__(self, betas: np.ndarray | list[float], betas32: torch.Tensor | None = None):
         betas = np.asarray(betas, dtype=np.float64)
         _validate_betas(betas)
         self.betas = betas
         self.num_train_timesteps = len(betas)
         self.alphas = 1.0 - betas
         self.alpha_bar = np.cumprod(self.alphas)
+        # float32 cumprod, exactly diffusers' alphas_cumprod: what the samplers' arithmetic reads
+        if betas32 is None:
+            betas32 = torch.tensor(betas, dtype=torch.float32)
+        alpha_bar32 = torch.cumprod(1.0 - betas32, dim=0)
+        self.alpha_bar32 = alpha_bar32.numpy()
+        # torch's float32 sqrt, bit for bit what diffusers' ``alpha_prod_t ** 0.5`` gives (not numpy's sqrt)
+        self.sqrt_alpha_bar32 = (alpha_bar32**0.5).numpy()
+        self.sqrt_one_minus_alpha_bar32 = ((1.0 - alpha_bar32) ** 0.5).numpy()
         self.alpha_bar_prev = np.append(1.0, self.alpha_bar[:-1])
         self.sqrt_alpha_bar = np.sqrt(self.alpha_bar)
         self.sqrt_one_minus_alpha_bar = np.sqrt(1.0 - self.alpha_bar)
@@ -145,9 +170,15 @@ class NoiseSchedule:
     def __len__(self) -> int:
         return self.num_train_timesteps
 
-    def alpha_bar_at(self, t: int, final: float = 1.0) -> float:
-        """alpha_bar_t as a float; t < 0 means past the last step, where it is ``final`` (1 = clean data)."""
-        return float(self.alpha_bar[t]) if t >= 0 else float(final)
+    def alpha_bar_at(self, t: int, final: float = 1.0) -> np.float32:
+        """alpha_bar_t as float32; t < 0 means past the last step, where it is ``final`` (1 = clean data)."""
+        return self.alpha_bar32[t] if t >= 0 else np.float32(final)
+
+    def sqrt_terms(self, t: int) -> tuple[float, float]:
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) as diffusers computes them; t < 0 gives (1, 0)."""
+        if t < 0:
+            return 1.0, 0.0
+        return float(self.sqrt_alpha_bar32[t]), float(self.sqrt_one_minus_alpha_bar32[t])
 
     def respaced_betas(self, timesteps) -> np.ndarray:
         """Betas of the process that visits only ``timesteps`` (improved-diffusion's respacing), ascending in t."""

@@ -33,7 +33,8 @@ class GaussianMixtureEps(torch.nn.Module):
         self.register_buffer("means", means)                   # (K, D)
         self.register_buffer("covariances", covs)             # (K, D, D)
         self.register_buffer("log_weights", torch.log(weights / weights.sum()))
-        self.register_buffer("alpha_bar", torch.as_tensor(schedule.alpha_bar, dtype=torch.float64))
+        # the alpha_bar the samplers compute with, so the oracle is optimal for exactly the process they run
+        self.register_buffer("alpha_bar", torch.as_tensor(schedule.alpha_bar32, dtype=torch.float64))
         self.data_shape = tuple(data_shape) if data_shape is not None else (means.shape[1],)
 
     def posterior_mean(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

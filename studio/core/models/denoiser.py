@@ -77,4 +77,5 @@ class NetworkDenoiser:
         t_batch = torch.full((x_t.shape[0],), int(t), dtype=torch.long, device=x_t.device)
         raw = self.raw(x_t, t_batch, class_labels).float()
         out, var_values = split_learned_variance(raw, self.card.channels, self.card.variance_type)
-        return to_prediction(out, x_t, float(self.schedule.alpha_bar[t]), self.card.prediction_type, var_values)
+        sqrt_ab, sqrt_1m_ab = self.schedule.sqrt_terms(int(t))
+        return to_prediction(out, x_t, sqrt_ab, sqrt_1m_ab, self.card.prediction_type, var_values)

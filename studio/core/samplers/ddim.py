@@ -18,7 +18,6 @@ its value at (x_{t_cur}, t_next), as diffusers' DDIMInverseScheduler does:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -27,9 +26,10 @@ import torch
 
 from ..errors import SettingsError
 from ..noise import SampleNoise
-from ..prediction import X0Clip, eps_from_x0
+from ..prediction import X0Clip, eps_from_x0, x0_from_eps
 from ..schedules import NoiseSchedule
 from .base import Predict, SamplerSettings, Step
+from .coefficients import ddim_coefficients, inversion_coefficients
 
 DDIM_VARIANCES = ("eta", "sigma_hat")
 
@@ -74,30 +74,26 @@ def ddim_sample(
     set_alpha_to_one: bool = True,
     use_clipped_model_output: bool = False,
 ) -> Iterator[Step]:
-    final = 1.0 if set_alpha_to_one else float(schedule.alpha_bar[0])
+    final = 1.0 if set_alpha_to_one else float(schedule.alpha_bar32[0])
+    c = ddim_coefficients(schedule, timesteps, eta, final)
+    sigma_key, direction_key = ("sigma", "direction") if variance == "eta" else ("sigma_hat", "direction_hat")
     x = x_T
     num_steps = len(timesteps)
     for index in range(num_steps):
         t = int(timesteps[index])
         t_prev = int(timesteps[index + 1]) if index + 1 < num_steps else -1
-        alpha_bar = float(schedule.alpha_bar[t])
-        alpha_bar_prev = schedule.alpha_bar_at(t_prev, final)
         pred = predict(x, t)
         x0 = clip(pred.x0)
-        eps = eps_from_x0(x, x0, alpha_bar) if (use_clipped_model_output and clip.active) else pred.eps
-        posterior_variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
-        if variance == "eta":
-            sigma = eta * math.sqrt(posterior_variance)
-            direction = math.sqrt(max(1.0 - alpha_bar_prev - sigma**2, 0.0))
-            add_noise = eta > 0.0
-        else:
-            sigma = math.sqrt(1.0 - alpha_bar / alpha_bar_prev)
-            direction = math.sqrt(max(1.0 - alpha_bar_prev - posterior_variance, 0.0))
-            add_noise = index < num_steps - 1
-        x = math.sqrt(alpha_bar_prev) * x0 + direction * eps
+        eps = pred.eps
+        if use_clipped_model_output and clip.active:
+            eps = eps_from_x0(x, x0, *schedule.sqrt_terms(t))
+        x = c["sqrt_alpha_bar_prev"][index] * x0 + c[direction_key][index] * eps
+        # diffusers draws at every step when eta > 0 (the last one included); sigma-hat adds none at the end
+        add_noise = eta > 0.0 if variance == "eta" else index < num_steps - 1
+        sigma = c[sigma_key][index] if add_noise else 0.0
         if add_noise:
             x = x + sigma * noise.draw()
-        yield Step(index, num_steps, t, t_prev, x, x0, eps, sigma if add_noise else 0.0)
+        yield Step(index, num_steps, t, t_prev, x, x0, eps, sigma)
 
 
 def ddim_invert(
@@ -111,14 +107,13 @@ def ddim_invert(
     Yields Steps in the order taken: ``t`` is the timestep reached, ``t_prev`` the one left (-1: the data).
     """
     ascending = [int(t) for t in np.asarray(timesteps)[::-1]]
+    c = inversion_coefficients(schedule, ascending)
     x = x0_data
     t_cur = -1
     num_steps = len(ascending)
     for index, t_next in enumerate(ascending):
-        alpha_bar_cur = schedule.alpha_bar_at(t_cur)
-        alpha_bar_next = float(schedule.alpha_bar[t_next])
         eps = predict(x, t_next).eps
-        x0 = (x - math.sqrt(1.0 - alpha_bar_cur) * eps) / math.sqrt(alpha_bar_cur)
-        x = math.sqrt(alpha_bar_next) * x0 + math.sqrt(1.0 - alpha_bar_next) * eps
+        x0 = x0_from_eps(x, eps, *schedule.sqrt_terms(t_cur))
+        x = c["sqrt_alpha_bar_next"][index] * x0 + c["sqrt_one_minus_alpha_bar_next"][index] * eps
         yield Step(index, num_steps, t_next, t_cur, x, x0, eps, 0.0)
         t_cur = t_next

@@ -14,7 +14,6 @@ beta_t = 1 - alpha_bar / alpha_bar_prev:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -27,8 +26,8 @@ from ..noise import SampleNoise
 from ..prediction import VARIANCE_TYPES, X0Clip
 from ..schedules import NoiseSchedule
 from .base import Predict, SamplerSettings, Step
+from .coefficients import ddpm_coefficients
 
-POSTERIOR_VARIANCE_FLOOR = 1e-20
 
 
 @dataclass(frozen=True)
@@ -68,38 +67,33 @@ def ddpm_sample(
     variance_type: str = "fixed_small",
     clip: X0Clip = X0Clip(),
 ) -> Iterator[Step]:
+    c = ddpm_coefficients(schedule, timesteps)
     x = x_T
     num_steps = len(timesteps)
     for index in range(num_steps):
         t = int(timesteps[index])
         t_prev = int(timesteps[index + 1]) if index + 1 < num_steps else -1
-        alpha_bar = float(schedule.alpha_bar[t])
-        alpha_bar_prev = schedule.alpha_bar_at(t_prev)
-        beta = 1.0 - alpha_bar / alpha_bar_prev
         pred = predict(x, t)
         x0 = clip(pred.x0)
-        coef_x0 = math.sqrt(alpha_bar_prev) * beta / (1.0 - alpha_bar)
-        coef_xt = math.sqrt(1.0 - beta) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
-        x_next = coef_x0 * x0 + coef_xt * x
+        x_next = c["coef_x0"][index] * x0 + c["coef_xt"][index] * x
         noise_std = 0.0
-        if index < num_steps - 1:
-            std = _std(variance_type, beta, alpha_bar, alpha_bar_prev, pred.var_values)
+        if index < num_steps - 1:  # the last step returns the mean: it is the sample
+            std = _std(variance_type, c, index, pred.var_values)
             x_next = x_next + std * noise.draw()
-            noise_std = float(std) if isinstance(std, float) else float(std.mean())
+            noise_std = std if isinstance(std, float) else float(std.mean())
         x = x_next
         yield Step(index, num_steps, t, t_prev, x, x0, pred.eps, noise_std)
 
 
-def _std(variance_type, beta, alpha_bar, alpha_bar_prev, var_values):
-    posterior_variance = max((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta, POSTERIOR_VARIANCE_FLOOR)
+def _std(variance_type: str, c: dict, index: int, var_values: torch.Tensor | None):
     if variance_type == "fixed_small":
-        return math.sqrt(posterior_variance)
+        return c["std_fixed_small"][index]
     if variance_type == "fixed_large":
-        return math.sqrt(beta)
+        return c["std_fixed_large"][index]
     if var_values is None:
         raise SettingsError(f"variance_type {variance_type!r} needs the model's variance output")
-    if variance_type == "learned":
+    if variance_type == "learned":  # improved-diffusion: the model outputs the log-variance
         return torch.exp(0.5 * var_values)
-    frac = (var_values + 1.0) / 2.0
-    log_variance = frac * math.log(beta) + (1.0 - frac) * math.log(posterior_variance)
+    frac = (var_values + 1) / 2  # learned_range: interpolate log beta_tilde .. log beta
+    log_variance = frac * c["log_beta"][index] + (1 - frac) * c["log_posterior_variance"][index]
     return torch.exp(0.5 * log_variance)
