@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `studio info x | head`: the reader left; nothing to report
+        return 0
 
 
 if __name__ == "__main__":

@@ -48,10 +48,10 @@ class SampleNoise:
 
     def draw(self) -> torch.Tensor:
         """One standard normal tensor of shape (batch, *shape), float32, on the run's device."""
-        parts = [
-            torch.randn((1, *self.shape), generator=g, device=self.draw_device, dtype=torch.float32)
-            for g in self.generators
-        ]
-        noise = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        # Filling each row in place consumes each generator exactly as randn((1, *shape)) would (tested),
+        # at half the cost of randn + cat.
+        noise = torch.empty((len(self.generators), *self.shape), dtype=torch.float32, device=self.draw_device)
+        for row, generator in zip(noise.unbind(0), self.generators):
+            row.normal_(generator=generator)
         self.draws += 1
         return noise.to(self.device, non_blocking=True) if self.draw_device != self.device else noise

@@ -37,20 +37,26 @@ class GaussianMixtureEps(torch.nn.Module):
         self.register_buffer("alpha_bar", torch.as_tensor(schedule.alpha_bar32, dtype=torch.float64))
         self.data_shape = tuple(data_shape) if data_shape is not None else (means.shape[1],)
 
-    def posterior_mean(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """E[x0 | x_t] as float64, shape (B, D)."""
+    def _components(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x0 | x_t, k] of shape (B, K, D), log p(k | x_t) of shape (B, K)), float64."""
         x = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
         a = self.alpha_bar[t.long()].reshape(-1, 1, 1)                        # (B, 1, 1)
-        dim = x.shape[1]
-        eye = torch.eye(dim, dtype=torch.float64, device=x.device)
+        eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
         cov_t = a[:, None] * self.covariances[None] + (1 - a[:, None]) * eye  # (B, K, D, D)
         centred = x[:, None, :] - a.sqrt() * self.means[None]                 # (B, K, D)
         solved = torch.linalg.solve(cov_t, centred.unsqueeze(-1)).squeeze(-1)  # (B, K, D)
         x0_k = self.means[None] + a.sqrt() * torch.einsum("kde,bke->bkd", self.covariances, solved)
-        log_det = torch.linalg.slogdet(cov_t).logabsdet                       # (B, K)
-        log_lik = -0.5 * ((centred * solved).sum(-1) + log_det)
-        resp = torch.softmax(self.log_weights[None] + log_lik, dim=1)         # (B, K)
-        return (resp.unsqueeze(-1) * x0_k).sum(1)
+        log_lik = -0.5 * ((centred * solved).sum(-1) + torch.linalg.slogdet(cov_t).logabsdet)
+        return x0_k, torch.log_softmax(self.log_weights[None] + log_lik, dim=1)
+
+    def posterior_mean(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """E[x0 | x_t] as float64, shape (B, D)."""
+        x0_k, log_posterior = self._components(x_t, t)
+        return (log_posterior.exp().unsqueeze(-1) * x0_k).sum(1)
+
+    def component_log_posterior(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """log p(k | x_t) for each mixture component k, shape (B, K); differentiable in x_t."""
+        return self._components(x_t, t)[1]
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels=None) -> torch.Tensor:
         x = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
@@ -74,3 +80,19 @@ def gaussian_mixture_denoiser(
                          clip_sample=False, format="memory", description="closed-form optimal denoiser")
     network = GaussianMixtureEps(card.schedule(), weights, means, covariances)
     return NetworkDenoiser(network, card)
+
+
+class GaussianMixtureClassifier:
+    """The exact noise-aware classifier of a mixture: log p(component y | x_t). With classifier guidance at
+    scale 1 it turns the mixture's denoiser into the exact denoiser of component y (Bayes' rule on scores)."""
+
+    def __init__(self, mixture: GaussianMixtureEps):
+        self.mixture = mixture
+
+    def log_prob(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        log_posterior = self.mixture.component_log_posterior(x_t, t)
+        return log_posterior.gather(1, labels.long().reshape(-1, 1)).squeeze(1)
+
+    def to(self, device):
+        self.mixture.to(device)
+        return self

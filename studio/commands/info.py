@@ -1,0 +1,32 @@
+"""`studio info CHECKPOINT`: open a checkpoint and print its model card.
+
+The checkpoint is opened in full (weights fitted, one dry run), so exit 0 means the studio can sample from it;
+``--card-only`` reads just the card, which is quicker for large files and needs no diffusers import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="a .safetensors/.pt file, a diffusers folder, or a bundled model name")
+    parser.add_argument("--json", action="store_true", help="print the card as JSON")
+    parser.add_argument("--card-only", action="store_true",
+                        help="read only the card; do not load the weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.core.checkpoints import card_lines, open_checkpoint, open_classifier, read_card
+
+    card = read_card(args.checkpoint)
+    if not args.card_only:
+        opener = open_classifier if card.role == "classifier" else open_checkpoint
+        card = opener(args.checkpoint).card
+    if args.json:
+        print(json.dumps(card.to_dict(), indent=2))
+    else:
+        print("\n".join(card_lines(card)))
+    return 0
