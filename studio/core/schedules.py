@@ -27,6 +27,8 @@ _SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
 SPACINGS = ("leading", "linspace", "trailing", "quad")
 COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
+# Below this, sqrt(alpha_bar) is ~1e-15 and x0 = x_t / sqrt(alpha_bar) leaves float32's useful range.
+ALPHA_BAR_FLOOR = 1e-30
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class ScheduleConfig:
                     raise SettingsError(
                         f"beta_end ({self.beta_end}) must not be below beta_start ({self.beta_start})"
                     )
-        # Computing the betas validates them (every beta in (0, 1)).
-        _validate_betas(self.betas())
+        # Building the schedule validates it: every beta in (0, 1), alpha_bar above the floor.
+        self.schedule()
 
     def betas(self) -> np.ndarray:
         """The T betas of this recipe, float64."""
@@ -151,6 +153,13 @@ class NoiseSchedule:
             betas32 = torch.tensor(betas, dtype=torch.float32)
         alpha_bar32 = torch.cumprod(1.0 - betas32, dim=0)
         self.alpha_bar32 = alpha_bar32.numpy()
+        if not self.alpha_bar32[-1] > ALPHA_BAR_FLOOR:
+            t = int(np.argmax(self.alpha_bar32 <= ALPHA_BAR_FLOOR))
+            raise SettingsError(
+                f"the schedule drives alpha_bar down to {float(self.alpha_bar32[t]):.3g} at t={t}: the signal is gone "
+                f"(x0 cannot be recovered from x_t); alpha_bar must stay above {ALPHA_BAR_FLOOR:g}, so use smaller "
+                "betas or fewer timesteps"
+            )
         # torch's float32 sqrt, bit for bit what diffusers' ``alpha_prod_t ** 0.5`` gives (not numpy's sqrt)
         self.sqrt_alpha_bar32 = (alpha_bar32**0.5).numpy()
         self.sqrt_one_minus_alpha_bar32 = ((1.0 - alpha_bar32) ** 0.5).numpy()
@@ -232,10 +241,12 @@ def select_timesteps(
     elif spacing == "linspace":
         ascending = np.round(np.linspace(0, T - 1, steps)).astype(np.int64)
     elif spacing == "trailing":
-        ascending = (np.round(np.arange(T, 0, -T / steps)) - 1).astype(np.int64)[::-1]
+        # diffusers writes arange(T, 0, -T/S), which float rounding can stretch to S+1 entries (T=69, S=25);
+        # T - k T/S for k < S is the same list, always of length S.
+        ascending = (np.round(T - np.arange(steps) * (T / steps)) - 1).astype(np.int64)[::-1]
     else:
         ascending = _quad_timesteps(T, steps)
-    timesteps = np.ascontiguousarray(ascending[::-1], dtype=np.int64)
+    timesteps = np.array(ascending[::-1], dtype=np.int64, copy=True)  # a fresh array: no negative strides
     _check_strictly_decreasing(timesteps, T, spacing)
     return timesteps
 

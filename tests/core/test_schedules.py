@@ -101,6 +101,7 @@ def test_leading_with_steps_offset():
 @pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
 @pytest.mark.parametrize("steps", [1, 3, 7, 10, 50, 999, 1000])
 def test_timesteps_equal_diffusers(spacing, steps):
+    """Equal wherever diffusers gives S entries (its trailing arange can give S+1, e.g. T=69, S=25)."""
     from diffusers import DDIMScheduler
 
     ref = DDIMScheduler(timestep_spacing=spacing)
@@ -158,6 +159,7 @@ def test_bad_timestep_requests(kwargs, match):
     ({"beta_start": 0.02, "beta_end": 0.01}, "must not be below beta_start"),
     ({"num_train_timesteps": 3, "trained_betas": (0.1, -0.2, 0.3)}, r"beta\[1\] = -0.2"),
     ({"num_train_timesteps": 2, "trained_betas": (0.1, 0.2, 0.3)}, "trained_betas has 3 entries"),
+    ({"beta_start": 0.1, "beta_end": 0.2}, r"alpha_bar down to .* at t=\d+.*must stay above 1e-30"),
 ])
 def test_bad_schedules(kwargs, match):
     with pytest.raises(SettingsError, match=match):

@@ -16,7 +16,7 @@ from ..schedules import NoiseSchedule
 
 def _alpha_bars(schedule: NoiseSchedule, timesteps: np.ndarray, final: float) -> tuple[torch.Tensor, torch.Tensor]:
     alpha_bar_all = torch.from_numpy(schedule.alpha_bar32)
-    ts = torch.as_tensor(np.asarray(timesteps, dtype=np.int64))
+    ts = torch.tensor(np.asarray(timesteps, dtype=np.int64).tolist(), dtype=torch.long)
     alpha_bar = alpha_bar_all[ts]
     alpha_bar_prev = torch.cat([alpha_bar[1:], torch.tensor([final], dtype=torch.float32)])
     return alpha_bar, alpha_bar_prev
