@@ -99,16 +99,13 @@ def test_ddpm_dynamic_thresholding_matches_diffusers():
     denoiser = fake_denoiser("epsilon", "fixed_small", clip_sample=False)
     scheduler = DDPMScheduler(thresholding=True, sample_max_value=3.0, dynamic_thresholding_ratio=0.9)
     ref_t, ref_x, ref_x0 = _reference_run(scheduler, denoiser.network, 20)
-    sampler = DDPMSettings(steps=20, thresholding=True)
-    run = Run(denoiser, RunSettings(sampler=sampler, seed=SEED, batch_size=BATCH, device="cpu"))
-    # the studio's X0Clip carries diffusers' thresholding parameters
-    from studio.core.prediction import X0Clip
-    from studio.core.samplers.ddpm import ddpm_sample
-
-    clip = X0Clip(clip_sample=False, thresholding=True, sample_max_value=3.0, dynamic_thresholding_ratio=0.9)
-    steps = list(ddpm_sample(run._predict, denoiser.schedule, run.timesteps, run.x_T, run.noise, "fixed_small", clip))
-    _assert_close([s.x0_pred for s in steps], ref_x0, "x0_pred")
-    _assert_close([s.x_t for s in steps], ref_x, "x_t")
+    sampler = DDPMSettings(steps=20, clip_sample=False, thresholding=True, sample_max_value=3.0,
+                           dynamic_thresholding_ratio=0.9)
+    t, xs, x0s = _studio_run(denoiser, sampler)
+    assert t == ref_t
+    _assert_close(x0s, ref_x0, "x0_pred")
+    _assert_close(xs, ref_x, "x_t")
+    assert float(torch.stack(x0s).abs().max()) <= 1.0 + 1e-6  # thresholding rescales into [-1, 1]
 
 
 def test_ddpm_linspace_follows_diffusers_and_trailing_differs_only_at_the_last_step():

@@ -51,7 +51,9 @@ class SamplerSettings:
     steps_offset: int = 0
     clip_sample: bool | None = None
     clip_sample_range: float | None = None
-    thresholding: bool = False
+    thresholding: bool = False                 # Imagen's dynamic thresholding instead of a plain clip
+    dynamic_thresholding_ratio: float = 0.995
+    sample_max_value: float = 1.0
 
     def __post_init__(self) -> None:
         if self.timesteps is not None:
@@ -74,6 +76,7 @@ class SamplerSettings:
             isinstance(self.clip_sample_range, (int, float)) and self.clip_sample_range > 0
         ):
             raise SettingsError(f"clip_sample_range must be a number > 0, got {self.clip_sample_range!r}")
+        self.x0_clip()  # validates the thresholding parameters
 
     # --- resolution against a model ------------------------------------------------------------------------------
     def resolve(self, card: ModelCard) -> "SamplerSettings":
@@ -95,6 +98,8 @@ class SamplerSettings:
             clip_sample=bool(self.clip_sample),
             clip_sample_range=float(self.clip_sample_range if self.clip_sample_range is not None else 1.0),
             thresholding=self.thresholding,
+            dynamic_thresholding_ratio=self.dynamic_thresholding_ratio,
+            sample_max_value=self.sample_max_value,
         )
 
     def replace(self, **changes) -> "SamplerSettings":
