@@ -125,6 +125,14 @@ def test_settings_round_trip_through_json(settings):
     assert RunSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
 
 
+def test_sampler_settings_round_trip_per_class():
+    settings = DDPMSettings(steps=20, variance_type="fixed_large", thresholding=True, sample_max_value=2.0)
+    assert DDPMSettings.from_dict(settings.to_dict()) == settings
+    assert settings_from_dict(settings.to_dict()) == settings
+    with pytest.raises(SettingsError, match="for sampler 'ddpm', not 'ddim'"):
+        DDIMSettings.from_dict(settings.to_dict())
+
+
 def test_explicit_timesteps_override_steps():
     settings = DDIMSettings(timesteps=[5, 900, 300])
     assert settings.steps == 3

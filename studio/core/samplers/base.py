@@ -116,6 +116,14 @@ class SamplerSettings:
         return data
 
     @classmethod
+    def from_dict(cls, data: dict) -> "SamplerSettings":
+        """Inverse of ``to_dict`` for this sampler (``studio.core.samplers.settings_from_dict`` picks the class)."""
+        name = data.get("sampler", cls.name)
+        if name != cls.name:
+            raise SettingsError(f"these settings are for sampler {name!r}, not {cls.name!r}")
+        return cls.from_fields(data)
+
+    @classmethod
     def from_fields(cls, data: dict) -> "SamplerSettings":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known - {"sampler"})
