@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_path
 from ..models.card import ModelCard
 from .card_json import card_from_json
 from .architecture import network_from_card
@@ -43,14 +43,8 @@ def save_studio_checkpoint(path: str | os.PathLike, network: torch.nn.Module, ca
         card_dict.pop(key, None)
     metadata = {"format": FORMAT_TAG, CARD_KEY: json.dumps(card_dict)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
