@@ -1,0 +1,1 @@
+"""The dockable side panels: model, sampler, seed, plots."""

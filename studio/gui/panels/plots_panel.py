@@ -1,0 +1,142 @@
+"""Plots dock: the noise schedule over 0..T with the run's timesteps and a cursor, and per-step curves.
+
+Dragging either cursor scrubs the timeline: the panel reports the timestep (schedule) or step (curves)
+the cursor was dragged to, and the window picks the step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from ...core.schedules import NoiseSchedule
+
+# key -> (title, how to get it from a schedule, log y axis)
+SCHEDULE_CURVES = {
+    "alpha_bar": ("alpha_bar_t (signal kept)", lambda s: s.alpha_bar, False),
+    "beta": ("beta_t (noise added per step)", lambda s: s.betas, False),
+    "log_snr": ("log-SNR = log(alpha_bar_t / (1 - alpha_bar_t))", lambda s: s.log_snr, False),
+    "sigma": ("sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)", lambda s: s.sigma, True),
+}
+_CURSOR_PEN = pg.mkPen((255, 196, 0), width=2)
+
+
+class PlotsPanel(QWidget):
+    timestep_dragged = Signal(float)   # the schedule cursor was dragged to this t
+    step_dragged = Signal(float)       # the per-step cursor was dragged to this step index
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.curve_combo = QComboBox()
+        self.curve_combo.setObjectName("scheduleCurveCombo")
+        self.curve_combo.setAccessibleName("Schedule curve shown")
+        self.curve_combo.setToolTip("Which quantity of the noise schedule to plot over the training timesteps")
+        for key, (title, _, _) in SCHEDULE_CURVES.items():
+            self.curve_combo.addItem(title, key)
+        self.schedule_plot = pg.PlotWidget()
+        self.schedule_plot.setObjectName("schedulePlot")
+        self.schedule_plot.setAccessibleName("Noise schedule with the run's timesteps")
+        self.schedule_plot.setToolTip("The model's noise schedule over t = 0..T-1. Dots: the timesteps this run "
+                                      "visits. The yellow line is the step on the timeline; drag it to scrub.")
+        plot = self.schedule_plot.getPlotItem()
+        plot.setLabel("bottom", "timestep t")
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setMenuEnabled(False)
+        self.schedule_curve = plot.plot(pen=pg.mkPen((100, 181, 246), width=2))
+        self.timestep_marks = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(255, 255, 255, 170))
+        plot.addItem(self.timestep_marks)
+        self.schedule_cursor = pg.InfiniteLine(angle=90, movable=True, pen=_CURSOR_PEN)
+        self.schedule_cursor.setVisible(False)
+        plot.addItem(self.schedule_cursor)
+        self.schedule_cursor.sigDragged.connect(lambda line: self.timestep_dragged.emit(float(line.value())))
+
+        self.step_plot = pg.PlotWidget()
+        self.step_plot.setObjectName("stepPlot")
+        self.step_plot.setAccessibleName("Per-step curves of the run")
+        self.step_plot.setToolTip("Per step of the run: the standard deviation of x_t (noise shrinking to data) "
+                                  "and how much the predicted x0 changed from the step before (settling down).")
+        plot = self.step_plot.getPlotItem()
+        plot.setLabel("bottom", "step")
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setMenuEnabled(False)
+        plot.addLegend(offset=(-10, -30))   # bottom right: the curves start high on the left
+        self.x_t_std_curve = plot.plot(pen=pg.mkPen((129, 199, 132), width=2), name="std of x_t")
+        self.x0_change_curve = plot.plot(pen=pg.mkPen((255, 138, 101), width=2), name="change of x0_pred (RMS)")
+        self.step_cursor = pg.InfiniteLine(angle=90, movable=True, pen=_CURSOR_PEN)
+        self.step_cursor.setVisible(False)
+        plot.addItem(self.step_cursor)
+        self.step_cursor.sigDragged.connect(lambda line: self.step_dragged.emit(float(line.value())))
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Schedule"))
+        top.addWidget(self.curve_combo, 1)
+        box = QVBoxLayout(self)
+        box.addLayout(top)
+        box.addWidget(self.schedule_plot, 3)
+        box.addWidget(self.step_plot, 2)
+        self.curve_combo.currentIndexChanged.connect(lambda _: self._draw_schedule())
+        self._schedule: NoiseSchedule | None = None
+        self._timesteps: np.ndarray | None = None
+
+    # --- schedule --------------------------------------------------------------------------------------------------
+    def set_schedule(self, schedule: NoiseSchedule | None) -> None:
+        self._schedule = schedule
+        self._timesteps = None
+        self.schedule_cursor.setVisible(False)
+        self._draw_schedule()
+
+    def set_timesteps(self, timesteps: np.ndarray | None) -> None:
+        self._timesteps = None if timesteps is None else np.asarray(timesteps)
+        self._draw_schedule()
+
+    def curve_key(self) -> str:
+        return self.curve_combo.currentData()
+
+    def set_curve_key(self, key: str) -> None:
+        index = self.curve_combo.findData(key)
+        if index >= 0:
+            self.curve_combo.setCurrentIndex(index)
+
+    def _draw_schedule(self) -> None:
+        plot = self.schedule_plot.getPlotItem()
+        if self._schedule is None:
+            self.schedule_curve.setData([], [])
+            self.timestep_marks.clear()
+            return
+        title, values_of, log_y = SCHEDULE_CURVES[self.curve_key()]
+        values = np.asarray(values_of(self._schedule), dtype=np.float64)
+        plot.setLogMode(x=False, y=log_y)
+        plot.setLabel("left", title)
+        t = np.arange(len(values))
+        self.schedule_curve.setData(t, values)
+        if self._timesteps is not None and len(self._timesteps):
+            marks = values[self._timesteps]
+            self.timestep_marks.setData(self._timesteps, np.log10(marks) if log_y else marks)
+        else:
+            self.timestep_marks.clear()
+        plot.enableAutoRange()
+
+    def set_cursor(self, t: int | None, step: int | None) -> None:
+        """Put both cursors on the step shown, unless the user is dragging one."""
+        for line, value in ((self.schedule_cursor, t), (self.step_cursor, step)):
+            line.setVisible(value is not None)
+            if value is not None and not line.moving:
+                line.blockSignals(True)
+                line.setValue(value)
+                line.blockSignals(False)
+
+    # --- per-step curves -------------------------------------------------------------------------------------------
+    def set_step_curves(self, x_t_std: np.ndarray, x0_change: np.ndarray) -> None:
+        steps = np.arange(1, len(x_t_std) + 1)   # step i of S, counted from 1 as the timeline label
+        self.x_t_std_curve.setData(steps, x_t_std)
+        finite = np.isfinite(x0_change)
+        self.x0_change_curve.setData(steps[finite], x0_change[finite])
+
+    def clear_run(self) -> None:
+        self.set_timesteps(None)
+        self.x_t_std_curve.setData([], [])
+        self.x0_change_curve.setData([], [])
+        self.schedule_cursor.setVisible(False)
+        self.step_cursor.setVisible(False)

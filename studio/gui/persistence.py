@@ -1,0 +1,80 @@
+"""What the window remembers between launches, in QSettings (organisation / application below).
+
+Values are plain strings and JSON, so the stored file reads like the CLI's settings dictionary. Tests point
+QSettings elsewhere with ``QSettings.setDefaultFormat(IniFormat)`` + ``QSettings.setPath`` before building
+the window; every read here goes through ``defaultFormat()`` for that reason.
+"""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORGANISATION = "SamplingStudio"
+APPLICATION = "Sampling Studio"
+MAX_RECENT = 8
+STATE_VERSION = 1   # bump when docks or toolbars change, so an old layout is not restored onto a new window
+
+
+def open_settings() -> QSettings:
+    return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
+
+
+def read_json(key: str, default=None):
+    value = open_settings().value(key)
+    if not isinstance(value, str):
+        return default
+    try:
+        return json.loads(value)
+    except ValueError:
+        return default  # a damaged entry is forgotten, not fatal
+
+
+def write_json(key: str, value) -> None:
+    settings = open_settings()
+    settings.setValue(key, json.dumps(value))
+    settings.sync()
+
+
+def read_bytes(key: str) -> QByteArray | None:
+    value = open_settings().value(key)
+    return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+
+def write_bytes(key: str, value: QByteArray) -> None:
+    settings = open_settings()
+    settings.setValue(key, value)
+    settings.sync()
+
+
+def read_text(key: str) -> str | None:
+    value = open_settings().value(key)
+    return value if isinstance(value, str) and value else None
+
+
+def write_text(key: str, value: str | None) -> None:
+    settings = open_settings()
+    if value:
+        settings.setValue(key, value)
+    else:
+        settings.remove(key)
+    settings.sync()
+
+
+def recent_checkpoints() -> list[str]:
+    recent = read_json("model/recent", [])
+    return [p for p in recent if isinstance(p, str)][:MAX_RECENT] if isinstance(recent, list) else []
+
+
+def remember_checkpoint(source: str) -> list[str]:
+    """Put ``source`` first in the recent list (no duplicates) and make it the last checkpoint."""
+    recent = [source] + [p for p in recent_checkpoints() if p != source]
+    recent = recent[:MAX_RECENT]
+    write_json("model/recent", recent)
+    write_text("model/last", source)
+    return recent
+
+
+def last_checkpoint() -> str | None:
+    return read_text("model/last")

@@ -1,0 +1,213 @@
+"""Shows a run: keeps its frames in the TrajectoryStore and paints the step the timeline points at.
+
+Every step the worker sends goes into the store; painting is coalesced to at most one repaint per
+``REPAINT_INTERVAL_MS`` while a run streams in (the worker can be faster than a screen), and happens at once
+when the user scrubs a finished run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ..core.preview import GridLayout
+from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
+from .views.focus_view import FocusView
+from .views.preview_pane import PreviewPane
+from .views.scatter_view import TRACED_PARTICLES
+from .views.timeline import Timeline
+from .panels.plots_panel import PlotsPanel
+from .worker import RunInfo
+
+REPAINT_INTERVAL_MS = 30
+
+
+class RunPresenter(QObject):
+    step_shown = Signal(int)
+
+    def __init__(self, preview_xt: PreviewPane, preview_x0: PreviewPane, focus: FocusView, timeline: Timeline,
+                 plots: PlotsPanel, parent=None):
+        super().__init__(parent)
+        self.preview_xt, self.preview_x0, self.focus_view = preview_xt, preview_x0, focus
+        self.timeline, self.plots = timeline, plots
+        self.store: TrajectoryStore | None = None
+        self.info: RunInfo | None = None
+        self.card = None
+        self.schedule = None
+        self.focused = 0
+        self.budget_bytes = DEFAULT_BUDGET_BYTES   # memory for one run's frames; past it, keyframes
+        self.live = False
+        self._ready_at = 0.0
+        self._curves_drawn = 0
+        self._repaint_timer = QTimer(self)
+        self._repaint_timer.setSingleShot(True)
+        self._repaint_timer.setInterval(REPAINT_INTERVAL_MS)
+        self._repaint_timer.timeout.connect(self.paint)
+        timeline.step_changed.connect(self._on_step_changed)
+        preview_xt.grid.tile_clicked.connect(self.focus_sample)
+        preview_x0.grid.tile_clicked.connect(self.focus_sample)
+        plots.timestep_dragged.connect(self._on_timestep_dragged)
+        plots.step_dragged.connect(lambda step: self.timeline.set_step(int(round(step)) - 1))
+
+    # --- a model, before any run -----------------------------------------------------------------------------------
+    def set_model(self, card, schedule) -> None:
+        """A new model: forget the last run and get the views ready for this kind of data."""
+        self.clear()
+        self.card, self.schedule = card, schedule
+        vector = card is not None and card.data_kind == "vector"
+        for pane in (self.preview_xt, self.preview_x0):
+            pane.use_vector_mode(vector)
+        self.focus_view.setVisible(card is not None and not vector)
+        self._captions()
+
+    def clear(self) -> None:
+        self._repaint_timer.stop()
+        self.store, self.info = None, None
+        self.live = False
+        self._curves_drawn = 0
+        for pane in (self.preview_xt, self.preview_x0):
+            pane.grid.set_layout(None)
+            pane.scatter.reset()
+        self.focus_view.clear()
+        self.timeline.reset()
+        self.plots.clear_run()
+        self._captions()
+
+    @property
+    def has_steps(self) -> bool:
+        return self.store is not None and self.store.steps_done > 0
+
+    # --- a run streaming in ----------------------------------------------------------------------------------------
+    def on_run_ready(self, info: RunInfo, card, schedule) -> None:
+        self.clear()
+        self.info, self.card, self.schedule = info, card, schedule
+        batch = len(info.seeds)
+        if card.data_kind == "image":
+            _, height, width = card.data_shape
+            self.store = TrajectoryStore(info.num_steps, batch, tile_shape=(height, width),
+                                         budget_bytes=self.budget_bytes)
+            layout = GridLayout.for_batch(batch, height, width)
+            labels = [self.tile_label(i) for i in range(batch)]
+            for pane in (self.preview_xt, self.preview_x0):
+                pane.grid.set_layout(layout, labels)
+        else:
+            self.store = TrajectoryStore(info.num_steps, batch, vector_dim=int(np.prod(card.data_shape)),
+                                         budget_bytes=self.budget_bytes)
+            self.store.set_initial(info.x_T_values)
+        self.focused = min(self.focused, batch - 1)
+        self._mark_focus()
+        self.plots.set_timesteps(info.timesteps)
+        self.live = True
+        self._ready_at = time.perf_counter()
+        self._captions()
+
+    def on_step(self, frames) -> None:
+        self.store.append(frames)           # every step is kept (or its keyframe); only painting is coalesced
+        self.timeline.grow(self.store.steps_done)
+
+    def on_run_done(self) -> None:
+        self.live = False
+        self._repaint_timer.stop()
+        if self.has_steps:
+            self.paint()
+
+    def rate(self) -> float:
+        """Steps per second so far."""
+        elapsed = time.perf_counter() - self._ready_at
+        return self.store.steps_done / elapsed if self.store is not None and elapsed > 0 else 0.0
+
+    # --- what to show ----------------------------------------------------------------------------------------------
+    def tile_label(self, index: int) -> str:
+        """What each tile says: its seed (seed + i). The class shows in the focus view's heading."""
+        return f"seed {self.info.seeds[index]}"
+
+    def sample_title(self, index: int) -> str:
+        text = f"sample {index + 1} of {len(self.info.seeds)} · seed {self.info.seeds[index]}"
+        labels = self.info.class_labels
+        if labels is not None and self.card is not None and self.card.conditional:
+            label = labels[index]
+            if label == self.card.null_class:
+                text += " · no class"
+            elif label < len(self.card.class_names):
+                name = self.card.class_names[label]
+                text += f" · class {name}" if name == str(label) else f" · class {label} ({name})"
+        return text
+
+    def focus_sample(self, index: int) -> None:
+        if self.info is None or not 0 <= index < len(self.info.seeds):
+            return
+        self.focused = index
+        self._mark_focus()
+        if self.has_steps:
+            self.paint()
+
+    def _mark_focus(self) -> None:
+        for pane in (self.preview_xt, self.preview_x0):
+            pane.grid.set_focus(self.focused)
+
+    def _on_step_changed(self, _index: int) -> None:
+        if self.live:
+            if not self._repaint_timer.isActive():
+                self._repaint_timer.start()
+        else:
+            self.paint()
+
+    def _on_timestep_dragged(self, t: float) -> None:
+        """The schedule cursor was dragged to t: show the step whose timestep is nearest."""
+        if not self.has_steps:
+            return
+        done = self.store.timesteps[:self.store.steps_done]
+        self.timeline.set_step(int(np.argmin(np.abs(done - t))))
+
+    def paint(self) -> None:
+        if not self.has_steps:
+            return
+        index = min(self.timeline.current, self.store.latest_index)
+        frame = self.store.frame(index)
+        if self.store.tile_shape is not None:
+            self.preview_xt.grid.show_tiles(frame.x_t_tiles)
+            self.preview_x0.grid.show_tiles(frame.x0_tiles)
+            focused = self.focused
+            eps = frame.eps_tiles[focused] if frame.eps_tiles is not None else None
+            self.focus_view.show_sample(f"{self.sample_title(focused)} · step {frame.index + 1}",
+                                        frame.x_t_tiles[focused], frame.x0_tiles[focused], eps)
+        else:
+            traced = list(range(min(TRACED_PARTICLES, self.store.batch_size)))
+            self.preview_xt.scatter.show_points(frame.x_t_values, self.store.paths("x_t", traced, frame.index))
+            self.preview_x0.scatter.show_points(frame.x0_values, self.store.paths("x0", traced, frame.index))
+        t = int(self.store.timesteps[index])
+        self.timeline.label.setText(self.step_text(index, frame.index))
+        self.plots.set_cursor(t, index + 1)
+        if self._curves_drawn != self.store.steps_done:
+            done = self.store.steps_done
+            self.plots.set_step_curves(self.store.x_t_std[:done], self.store.x0_change[:done])
+            self._curves_drawn = done
+        self._captions(index)
+        self.step_shown.emit(index)
+
+    def step_text(self, index: int, shown: int | None = None) -> str:
+        t = int(self.store.timesteps[index])
+        t_prev = int(self.store.timesteps_prev[index])
+        alpha_bar = float(self.schedule.alpha_bar[t])
+        sigma = float(self.schedule.sigma[t])
+        reached = str(t_prev) if t_prev >= 0 else "data"
+        text = (f"step {index + 1}/{self.store.num_steps} · t {t} → {reached} · "
+                f"alpha_bar_t {alpha_bar:.4g} · sigma_t {sigma:.4g}")
+        if shown is not None and shown != index:
+            text += f" (showing kept step {shown + 1}: memory budget)"
+        return text
+
+    def _captions(self, index: int | None = None) -> None:
+        if self.card is None:
+            return
+        if index is None or self.store is None:
+            hint = "press Generate (Ctrl+Enter)" if self.info is None else "waiting for the first step…"
+            self.preview_xt.set_caption(f"x_t, the noisy sample — {hint}")
+            self.preview_x0.set_caption("x0_pred, the model's guess of the clean sample")
+            return
+        t_prev = int(self.store.timesteps_prev[index])
+        where = f"t = {t_prev}" if t_prev >= 0 else "the final sample"
+        self.preview_xt.set_caption(f"x_t after step {index + 1} ({where})")
+        self.preview_x0.set_caption(f"x0_pred at step {index + 1} (from t = {int(self.store.timesteps[index])})")

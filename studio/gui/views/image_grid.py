@@ -1,0 +1,119 @@
+"""A batch as one grid picture (pyqtgraph ImageItem), seed labels on the tiles, click to focus a tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPen
+from PySide6.QtWidgets import QGraphicsRectItem
+
+from ...core.preview import GridLayout, make_grid
+
+LABEL_MARGIN_PIXELS = 4   # a label shows only when its tile is this much wider than the text
+
+
+class _ClickableImage(pg.ImageItem):
+    """An ImageItem that reports left clicks in image pixels (row, column)."""
+
+    def __init__(self, on_click):
+        super().__init__(axisOrder="row-major")
+        self._on_click = on_click
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            pos = ev.pos()
+            self._on_click(pos.y(), pos.x())
+        else:
+            super().mouseClickEvent(ev)
+
+
+class ImageGridView(pg.GraphicsView):
+    """One ImageItem fed with the grid of a step; labels and the focus frame are laid over it."""
+
+    tile_clicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent, background=QColor(30, 30, 30))
+        self.view_box = pg.ViewBox(lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
+        self.setCentralItem(self.view_box)
+        self.image_item = _ClickableImage(self._clicked)
+        self.view_box.addItem(self.image_item)
+        self.grid_layout: GridLayout | None = None
+        self._labels: list[pg.TextItem] = []
+        self._label_width = 0
+        self._focus_frame = QGraphicsRectItem()
+        pen = QPen(QColor(255, 196, 0))
+        pen.setCosmetic(True)
+        pen.setWidth(2)
+        self._focus_frame.setPen(pen)
+        self._focus_frame.setZValue(10)
+        self._focus_frame.hide()
+        self.view_box.addItem(self._focus_frame)
+        self.view_box.sigResized.connect(self._update_label_visibility)
+
+    # --- layout ----------------------------------------------------------------------------------------------------
+    def set_layout(self, layout: GridLayout | None, labels: list[str] | None = None) -> None:
+        """A new batch shape: size the view to the grid and put a label on each tile."""
+        self.grid_layout = layout
+        for item in self._labels:
+            self.view_box.removeItem(item)
+        self._labels = []
+        if layout is None:
+            self.image_item.clear()
+            self._focus_frame.hide()
+            return
+        font = QFont()
+        font.setPointSize(8)
+        self._label_width = max((QFontMetrics(font).horizontalAdvance(t) for t in labels or []), default=0)
+        for index, text in enumerate(labels or []):
+            top, left = layout.origin(index)
+            label = pg.TextItem(text, color=(235, 235, 235), fill=pg.mkBrush(0, 0, 0, 150), anchor=(0, 0))
+            label.setFont(font)
+            label.setPos(left, top)
+            label.setZValue(5)
+            self.view_box.addItem(label)
+            self._labels.append(label)
+        height, width = layout.shape
+        self.view_box.setRange(QRectF(0, 0, width, height), padding=0.01)
+        self._update_label_visibility()
+
+    def _update_label_visibility(self, *_):
+        if self.grid_layout is None or not self._labels:
+            return
+        pixels_per_unit = self.view_box.viewPixelSize()[0]
+        on_screen = self.grid_layout.tile_width / pixels_per_unit if pixels_per_unit > 0 else 0
+        for label in self._labels:   # a label wider than its tile would cover the next tile
+            label.setVisible(on_screen >= self._label_width + LABEL_MARGIN_PIXELS)
+
+    # --- content ---------------------------------------------------------------------------------------------------
+    def show_tiles(self, tiles: np.ndarray) -> None:
+        """(B, H, W, 3) uint8 tiles of this step -> the grid (uint8 RGB: pyqtgraph's fast path, no levels)."""
+        grid = make_grid(tiles, self.grid_layout)
+        self.image_item.setImage(grid, autoLevels=False)
+
+    def grid_image(self) -> np.ndarray | None:
+        return self.image_item.image
+
+    def set_focus(self, index: int | None) -> None:
+        if self.grid_layout is None or index is None or not 0 <= index < self.grid_layout.batch_size:
+            self._focus_frame.hide()
+            return
+        top, left = self.grid_layout.origin(index)
+        self._focus_frame.setRect(QRectF(left, top, self.grid_layout.tile_width, self.grid_layout.tile_height))
+        self._focus_frame.show()
+
+    def tile_center(self, index: int):
+        """Where tile ``index`` is on screen, in this widget's viewport coordinates (for tests and automation)."""
+        top, left = self.grid_layout.origin(index)
+        scene_point = self.view_box.mapViewToScene(
+            pg.Point(left + self.grid_layout.tile_width / 2, top + self.grid_layout.tile_height / 2))
+        return self.mapFromScene(scene_point)
+
+    def _clicked(self, y: float, x: float) -> None:
+        if self.grid_layout is None:
+            return
+        index = self.grid_layout.index_at(y, x)
+        if index is not None:
+            self.tile_clicked.emit(index)

@@ -1,0 +1,198 @@
+"""Sampling off the GUI thread: a QObject worker moved to a QThread, iterating the engine's Run.
+
+The worker turns each Step into ready-to-paint StepFrames (device -> host copy and float -> uint8 happen
+here) and emits them; queued signals deliver every step to the GUI thread in order, none is dropped.
+Cancelling sets a flag the worker checks between steps, then closes the run: at most the model call in
+flight finishes, and the steps done stay. ``RunController`` owns the thread and reports a run as done only
+after its thread has ended, so a new run never overlaps the old one and closing the window can wait on it.
+Every signal carries its run's number: steps still queued from a run that was stopped (closing the window,
+opening another model) arrive after it ended and are dropped rather than mixed into the next run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from ..core.engine import Run
+from ..core.errors import StudioError
+from ..core.preview import step_frames, to_numpy
+from ..core.settings import RunSettings
+
+FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run resolved before its first model call."""
+
+    num_steps: int
+    timesteps: np.ndarray
+    seeds: list[int]
+    class_labels: list[int] | None
+    device: str
+    dtype: str
+    record: dict
+    x_T_values: np.ndarray | None = None   # vector models: where the trajectories start
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str                     # finished | cancelled | failed
+    steps_done: int = 0
+    message: str = ""
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A message a person can act on; unexpected errors keep their type name for a bug report."""
+    if isinstance(exc, StudioError):
+        return str(exc)
+    text = str(exc)
+    if is_out_of_memory(exc):
+        return ("the device ran out of memory during the run; try a smaller batch size, float16 on a GPU, "
+                "or the cpu device (the steps before it are kept)")
+    return f"unexpected error during the run: {type(exc).__name__}: {text}"
+
+
+class SamplingWorker(QObject):
+    run_ready = Signal(int, object)    # run number, RunInfo
+    step_ready = Signal(int, object)   # run number, StepFrames
+    run_done = Signal(int, object)     # run number, RunOutcome
+
+    def __init__(self, denoiser, settings: RunSettings, run_number: int):
+        super().__init__()
+        self._denoiser = denoiser
+        self._settings = settings
+        self._number = run_number
+        self._cancel = threading.Event()
+        self.outcome: RunOutcome | None = None   # also readable after the thread ended (shutdown)
+
+    def cancel(self) -> None:
+        """Thread-safe: called from the GUI thread while ``run`` iterates in the worker thread."""
+        self._cancel.set()
+
+    @Slot()
+    def run(self) -> None:
+        started = time.perf_counter()
+        steps_done = 0
+        outcome = None
+        run = None
+        try:
+            card = self._denoiser.card
+            run = Run(self._denoiser, self._settings)
+            x_T_values = None
+            if card.data_kind == "vector":
+                x_T_values = to_numpy(run.x_T).reshape(run.x_T.shape[0], -1)
+            record = run.record()
+            self.run_ready.emit(self._number, RunInfo(run.num_steps, np.asarray(run.timesteps), list(run.seeds),
+                                                      run.class_labels, record["device"], record["dtype"], record,
+                                                      x_T_values))
+            previous_x0 = None
+            while not self._cancel.is_set():
+                try:
+                    step = next(run)
+                except StopIteration:
+                    break
+                frames, previous_x0 = step_frames(step, card.data_kind, card.value_range, previous_x0)
+                self.step_ready.emit(self._number, frames)
+                steps_done += 1
+            if self._cancel.is_set() and steps_done < run.num_steps:
+                run.close()   # no further model call
+                outcome = RunOutcome(CANCELLED, steps_done, f"cancelled after {steps_done} of {run.num_steps} steps")
+            else:
+                outcome = RunOutcome(FINISHED, steps_done)
+        except Exception as exc:  # noqa: BLE001 -- every failure becomes a message; the window stays
+            if not isinstance(exc, StudioError) and not is_out_of_memory(exc):
+                traceback.print_exc(file=sys.stderr)   # a bug: keep the traceback for the report
+            if run is not None:
+                run.close()
+            outcome = RunOutcome(FAILED, steps_done, describe_failure(exc))
+        finally:
+            if outcome is None:
+                outcome = RunOutcome(FAILED, steps_done, "the run stopped unexpectedly")
+            self.outcome = RunOutcome(outcome.status, outcome.steps_done, outcome.message,
+                                      time.perf_counter() - started)
+            self._denoiser = None   # the window may swap models; do not keep the old one alive
+            self.run_done.emit(self._number, self.outcome)
+
+
+class RunController(QObject):
+    """Starts runs on a fresh QThread, forwards the current run's signals, cancels and waits."""
+
+    run_ready = Signal(object)
+    step_ready = Signal(object)
+    run_done = Signal(object)     # emitted once the worker thread has ended
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._thread: QThread | None = None
+        self._worker: SamplingWorker | None = None
+        self._number = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self, denoiser, settings: RunSettings) -> None:
+        if self.running:
+            raise RuntimeError("a run is already in progress")
+        self._number += 1
+        thread = QThread()
+        thread.setObjectName("samplingThread")
+        worker = SamplingWorker(denoiser, settings, self._number)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.run_ready.connect(self._on_ready)
+        worker.step_ready.connect(self._on_step)
+        worker.run_done.connect(self._on_worker_done)
+        self._thread, self._worker = thread, worker
+        thread.start()
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def shutdown(self) -> None:
+        """Cancel and block until the worker thread has ended (it finishes at most one model call)."""
+        if self._thread is None:
+            return
+        self.cancel()
+        self._finish()
+
+    @Slot(int, object)
+    def _on_ready(self, number: int, info) -> None:
+        if number == self._number and self.running:
+            self.run_ready.emit(info)
+
+    @Slot(int, object)
+    def _on_step(self, number: int, frames) -> None:
+        if number == self._number and self.running:
+            self.step_ready.emit(frames)
+
+    @Slot(int, object)
+    def _on_worker_done(self, number: int, _outcome) -> None:
+        if number == self._number and self.running:
+            self._finish()
+
+    def _finish(self) -> None:
+        """End the thread (its run() has returned or is about to), forget it, report the outcome."""
+        thread, worker = self._thread, self._worker
+        thread.quit()
+        thread.wait()   # a QThread destroyed before its thread has ended aborts the program
+        self._thread = self._worker = None
+        self._number += 1   # signals of this run still in the queue are now stale
+        outcome = worker.outcome or RunOutcome(CANCELLED, 0, "the run was stopped")
+        del worker, thread   # the thread has ended: Python may free both here, in the GUI thread
+        self.run_done.emit(outcome)
