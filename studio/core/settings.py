@@ -44,7 +44,9 @@ class RunSettings:
     ``class_label``: a class index, ``"cycle"`` (sample i gets class i mod K) or None (unconditional: the
     model's null class for a class-conditional model). ``noise_device``: ``"cpu"`` draws noise on the CPU so a
     seed gives the same image on every device; ``"device"`` draws on the model's device (faster on a GPU, but
-    device-dependent).
+    device-dependent). ``model_batch``: 0 calls the model on the batch as it is (fastest); M > 0 calls it on
+    exactly M rows at a time (padding or splitting, see ``studio.core.models.fixed_batch``), so every sample's
+    bits are the same in any batch, alone, or in another process.
     """
 
     sampler: SamplerSettings = field(default_factory=DDIMSettings)
@@ -55,6 +57,7 @@ class RunSettings:
     device: str = "auto"
     dtype: str = "float32"
     noise_device: str = "cpu"
+    model_batch: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.sampler, SamplerSettings):
@@ -69,6 +72,8 @@ class RunSettings:
             raise SettingsError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
         if self.dtype not in DTYPES:
             raise SettingsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if isinstance(self.model_batch, bool) or not isinstance(self.model_batch, int) or self.model_batch < 0:
+            raise SettingsError(f"model_batch must be an integer >= 0 (0: the batch as it is), got {self.model_batch!r}")
         if self.noise_device not in NOISE_DEVICES:
             raise SettingsError(f"noise_device must be one of {', '.join(NOISE_DEVICES)}, got {self.noise_device!r}")
 
@@ -89,6 +94,7 @@ class RunSettings:
             "device": self.device,
             "dtype": self.dtype,
             "noise_device": self.noise_device,
+            "model_batch": self.model_batch,
         }
 
     @classmethod

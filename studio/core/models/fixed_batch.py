@@ -1,0 +1,95 @@
+"""Split-invariant model evaluation: call a model on exactly ``model_batch`` rows at a time.
+
+CPU and GPU kernels pick their algorithm by the shape they get (a Linear layer's GEMM, a batch-1 convolution),
+so one sample can differ in its last bits between a batch of 4 and a batch of 2. Given one fixed shape, they
+compute each row alone (checked on the studio's networks: permuting or replacing the other rows, or changing
+the thread count, leaves a row's bits as they were). So the model is always called on exactly ``model_batch``
+rows: a smaller batch is padded with copies of its first sample, a larger one is cut into such calls. Each
+sample's arithmetic is then the same in any batch, in any process, and alone (a PNG recipe's batch of one).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import SettingsError
+from ..prediction import Prediction
+
+DEFAULT_MODEL_BATCH = 16
+
+
+def _fixed_batches(count: int, model_batch: int):
+    """(start, stop) of each model call over ``count`` rows; model_batch 0: one call of them all."""
+    step = model_batch or count
+    return [(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _padded(tensor, rows: int):
+    """``tensor`` with copies of its first row appended up to ``rows`` rows."""
+    missing = rows - tensor.shape[0]
+    if missing <= 0:
+        return tensor
+    return torch.cat([tensor, tensor[:1].expand(missing, *tensor.shape[1:])])
+
+
+class FixedBatchDenoiser:
+    """A Denoiser that calls the wrapped one on exactly ``model_batch`` samples at a time (0: as given)."""
+
+    def __init__(self, inner, model_batch: int = DEFAULT_MODEL_BATCH):
+        if isinstance(model_batch, bool) or not isinstance(model_batch, int) or model_batch < 0:
+            raise SettingsError(f"model batch must be an integer >= 0, got {model_batch!r}")
+        self.inner = inner
+        self.model_batch = model_batch
+
+    card = property(lambda self: self.inner.card)
+    schedule = property(lambda self: self.inner.schedule)
+    device = property(lambda self: self.inner.device)
+    dtype = property(lambda self: self.inner.dtype)
+
+    def to(self, device, dtype=None) -> "FixedBatchDenoiser":
+        if dtype is None:
+            self.inner.to(device)
+        else:
+            self.inner.to(device, dtype)
+        return self
+
+    def predict(self, x_t, t: int, class_labels=None):
+        count = x_t.shape[0]
+        if self.model_batch in (0, count):
+            return self.inner.predict(x_t, t, class_labels)
+        parts = []
+        for start, stop in _fixed_batches(count, self.model_batch):
+            labels = None if class_labels is None else _padded(class_labels[start:stop], self.model_batch)
+            pred = self.inner.predict(_padded(x_t[start:stop], self.model_batch), t, labels)
+            rows = stop - start
+            parts.append(Prediction(eps=pred.eps[:rows], x0=pred.x0[:rows],
+                                    var_values=None if pred.var_values is None else pred.var_values[:rows]))
+        if len(parts) == 1:
+            return parts[0]
+        var_values = None if parts[0].var_values is None else torch.cat([p.var_values for p in parts])
+        return Prediction(eps=torch.cat([p.eps for p in parts]), x0=torch.cat([p.x0 for p in parts]),
+                          var_values=var_values)
+
+
+class FixedBatchClassifier:
+    """A noise-aware classifier called on exactly ``model_batch`` samples at a time (see FixedBatchDenoiser)."""
+
+    def __init__(self, inner, model_batch: int = DEFAULT_MODEL_BATCH):
+        self.inner = inner
+        self.model_batch = model_batch
+        self.card = getattr(inner, "card", None)
+
+    def log_prob(self, x_t, t, labels):
+        count = x_t.shape[0]
+        if self.model_batch in (0, count):
+            return self.inner.log_prob(x_t, t, labels)
+        parts = []
+        for start, stop in _fixed_batches(count, self.model_batch):
+            pad = lambda a: _padded(a[start:stop], self.model_batch)  # noqa: E731
+            parts.append(self.inner.log_prob(pad(x_t), pad(t), pad(labels))[:stop - start])
+        return torch.cat(parts)
+
+    def to(self, device) -> "FixedBatchClassifier":
+        if hasattr(self.inner, "to"):
+            self.inner.to(device)
+        return self

@@ -1,0 +1,182 @@
+"""Recipes: what it takes to make one sample again, carried inside the PNG of that sample.
+
+A recipe is JSON in the PNG's ``sampling-studio`` text chunk (iTXt), next to a short human line in
+``Description``. It names the checkpoint (name, sha256, and where it was opened from), the settings resolved
+against the model card, the timesteps, the device and dtype, and the sample's own seed: sample i of a run with
+seed S was drawn from seed S + i alone (see ``studio.core.noise``), so the recipe's settings are those of a
+batch of one with seed S + i, and its class label is the one that sample had (a "cycle" run gives each sample
+its own). ``settings_from_recipe`` turns it back into RunSettings for the window or ``studio sample --from-png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SettingsError
+from .export import write_png_image
+from .settings import CLASS_CYCLE, RunSettings
+
+RECIPE_KEY = "sampling-studio"
+DESCRIPTION_KEY = "Description"
+SOFTWARE_KEY = "Software"
+RECIPE_FORMAT = "sampling-studio/recipe"
+RECIPE_VERSION = 1
+_REQUIRED = ("format", "settings", "seed", "model", "timesteps")
+_PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "data")
+
+
+class RecipeError(SettingsError):
+    """A file carries no studio recipe, or a damaged one; the message names the file."""
+
+
+def recipe_for_sample(run_record: dict, batch_index: int, sample_index: int | None = None) -> dict:
+    """The recipe of sample ``batch_index`` of the run described by ``run_record`` (``Run.record()``, possibly
+    with ``checkpoint``, ``classifier``, ``model_batch`` and ``data`` added).
+
+    The recipe's ``batch_index`` is the sample's place in the whole run, so that seed = run_seed + batch_index.
+    When the engine run was one batch of a larger job (the CLI's), give the sample's place in the job as
+    ``sample_index``: the recipe then does not depend on how the job was cut into batches or processes.
+    """
+    seeds = run_record["seeds"]
+    if not 0 <= batch_index < len(seeds):
+        raise SettingsError(f"batch index {batch_index} is not in the run (it has {len(seeds)} samples)")
+    settings = dict(run_record["settings"])
+    labels = run_record.get("class_labels")
+    label = None if labels is None else int(labels[batch_index])
+    if settings.get("class_label") == CLASS_CYCLE:
+        settings["class_label"] = label       # a batch of one would otherwise cycle back to class 0
+    seed = int(seeds[batch_index])
+    settings.update(seed=seed, batch_size=1, device=run_record.get("device", settings.get("device", "auto")))
+    recipe = {
+        "format": RECIPE_FORMAT,
+        "version": RECIPE_VERSION,
+        "studio_version": run_record.get("studio_version"),
+        "model": dict(run_record["model"]),
+        "settings": settings,
+        "seed": seed,
+        "run_seed": run_record["settings"].get("seed"),
+        "batch_index": int(batch_index if sample_index is None else sample_index),
+        "class_label": label,
+        "timesteps": [int(t) for t in run_record["timesteps"]],
+        "device": run_record.get("device"),
+        "dtype": run_record.get("dtype"),
+    }
+    recipe.update({key: run_record[key] for key in _PASSED_THROUGH if key in run_record})
+    return recipe
+
+
+def recipe_for_run(run_record: dict) -> dict:
+    """The recipe of a whole run (for a grid PNG): its own seed and batch size, ``batch_index`` null."""
+    settings = dict(run_record["settings"])
+    settings["device"] = run_record.get("device", settings.get("device", "auto"))
+    recipe = {
+        "format": RECIPE_FORMAT,
+        "version": RECIPE_VERSION,
+        "studio_version": run_record.get("studio_version"),
+        "model": dict(run_record["model"]),
+        "settings": settings,
+        "seed": settings["seed"],
+        "run_seed": settings["seed"],
+        "batch_index": None,
+        "class_label": settings.get("class_label"),
+        "timesteps": [int(t) for t in run_record["timesteps"]],
+        "device": run_record.get("device"),
+        "dtype": run_record.get("dtype"),
+    }
+    recipe.update({key: run_record[key] for key in _PASSED_THROUGH if key in run_record})
+    return recipe
+
+
+def describe_recipe(recipe: dict) -> str:
+    """One line a person can read: model, sampler, seed, class, guidance, device."""
+    settings = recipe["settings"]
+    sampler = settings["sampler"]
+    parts = [f"Sampling Studio {recipe.get('studio_version', '')}".strip()]
+    sha = recipe["model"].get("sha256") or ""
+    parts.append(f"{recipe['model'].get('name', '?')}" + (f" (sha256 {sha[:12]})" if sha else ""))
+    what = f"{sampler['sampler'].upper()} {sampler['steps']} steps, {sampler['spacing']} spacing"
+    if sampler["sampler"] == "ddim":
+        what += f", eta {sampler['eta']:g}"
+    elif sampler.get("variance_type"):
+        what += f", {sampler['variance_type']}"
+    parts.append(what)
+    batch = settings.get("batch_size", 1)
+    seed = recipe["seed"]
+    parts.append(f"seed {seed}" if batch == 1 else f"seed {seed}, {batch} samples (seeds {seed}..{seed + batch - 1})")
+    if recipe.get("class_label") is not None:
+        parts.append(f"class {recipe['class_label']}")
+    guidance = settings.get("guidance", {})
+    if guidance.get("kind", "none") != "none":
+        parts.append(f"{guidance['kind'].replace('_', '-')} guidance {guidance['scale']:g}")
+    parts.append(f"{recipe.get('device')} {recipe.get('dtype')}")
+    return " | ".join(parts)
+
+
+def write_png(path: str | os.PathLike, image_uint8: np.ndarray, recipe: dict, scale: int = 1) -> Path:
+    """A PNG of one sample (or a grid) carrying ``recipe``; atomic. ``scale`` blows pixels up to sharp squares."""
+    text = {
+        RECIPE_KEY: json.dumps(recipe, separators=(",", ":")),
+        DESCRIPTION_KEY: describe_recipe(recipe),
+        SOFTWARE_KEY: f"Sampling Studio {recipe.get('studio_version', '')}".strip(),
+    }
+    return write_png_image(path, image_uint8, text, scale=scale)
+
+
+def parse_recipe(text: str, source: str = "the recipe") -> dict:
+    """A recipe from its JSON text, checked for the fields every recipe has."""
+    try:
+        recipe = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (not valid JSON: {exc})") from None
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (not a JSON object)")
+    missing = [key for key in _REQUIRED if key not in recipe]
+    if missing:
+        raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (missing {', '.join(missing)})")
+    if recipe["format"] != RECIPE_FORMAT:
+        raise RecipeError(f"{source}: not a Sampling Studio recipe (format {recipe['format']!r})")
+    version = recipe.get("version", RECIPE_VERSION)
+    if not isinstance(version, int) or version > RECIPE_VERSION:
+        raise RecipeError(f"{source}: recipe version {recipe.get('version')!r} is newer than this studio reads "
+                          f"({RECIPE_VERSION}); update the studio")
+    return recipe
+
+
+def read_recipe(path: str | os.PathLike) -> dict:
+    """The recipe a studio PNG carries; RecipeError for a file that is no PNG, has no recipe or a damaged one."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such file")
+    try:
+        with Image.open(path) as picture:
+            kind = picture.format
+            text = dict(getattr(picture, "text", {}) or {})   # .text reads chunks after the pixels too
+    except UnidentifiedImageError:
+        raise RecipeError(f"{path}: not an image the studio can read") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RecipeError(f"{path}: damaged image ({exc})") from None
+    if kind != "PNG":
+        raise RecipeError(f"{path}: a {kind} image; studio recipes travel in PNGs exported by the studio")
+    if RECIPE_KEY not in text:
+        raise RecipeError(f"{path}: carries no Sampling Studio recipe (it was not exported by the studio, "
+                          "or its metadata was stripped)")
+    return parse_recipe(text[RECIPE_KEY], str(path))
+
+
+def settings_from_recipe(recipe: dict) -> tuple[RunSettings, int]:
+    """(RunSettings that make the recipe's sample again, its seed): a batch of one on the recorded device (a whole
+    run's recipe, from a grid PNG, gives the run's batch)."""
+    try:
+        settings = RunSettings.from_dict(recipe["settings"])
+    except (SettingsError, TypeError) as exc:
+        raise RecipeError(f"the recipe's settings are not valid here: {exc}") from None
+    one_sample = recipe.get("batch_index") is not None
+    if settings.seed != recipe["seed"] or (one_sample and settings.batch_size != 1):
+        raise RecipeError("the recipe is damaged: its seed and settings disagree")
+    return settings, settings.seed
