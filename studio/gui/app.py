@@ -7,8 +7,9 @@ import sys
 
 USAGE = """usage: studio [CHECKPOINT]
 
-Open the Sampling Studio window. CHECKPOINT is a checkpoint file, a diffusers folder or a bundled model name
-(digits, toy2d); without it the last checkpoint you opened (or the bundled digits model) is loaded.
+Open the Sampling Studio window. CHECKPOINT is a checkpoint file, a diffusers folder, a bundled model name
+(digits, toy2d) or a PNG the studio exported (its model and settings open, ready to make it again); without
+it the last checkpoint you opened (or the bundled digits model) is loaded.
 Headless commands: studio sample | invert | info | train (see studio --help).
 
 Shortcuts: Ctrl+Enter generate, Esc cancel, Left/Right step, Home/End first/last step, Space play/pause,

@@ -24,15 +24,17 @@ from PySide6.QtWidgets import (
 
 from ..core.bundled import DEFAULT_MODEL, bundled_by_name
 from ..core.errors import StudioError
-from ..core.preview import GridLayout, make_grid
+from ..core.models.fixed_batch import DEFAULT_MODEL_BATCH
 from ..core.settings import RunSettings
 from . import persistence
+from .classifiers import ClassifierChoice
 from .error_banner import ErrorBanner
-from .exporting import upscale_factor, write_gif, write_png
+from .export_actions import ExportActions
 from .panels.model_panel import ModelPanel
 from .panels.plots_panel import PlotsPanel
 from .panels.sampler_panel import SamplerPanel
 from .panels.seed_panel import SeedPanel
+from .recipe_opening import device_choice, open_recipe_png
 from .run_presenter import RunPresenter
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
@@ -41,10 +43,17 @@ from .worker import CANCELLED, FAILED, RunController, RunOutcome
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
-EMPTY_STATE_TEXT = ("<h2>No model loaded</h2><p>Open a checkpoint with <b>File ▸ Open checkpoint…</b> (Ctrl+O), "
-                    "pick one in the Model panel, or drop a checkpoint file or diffusers folder onto this window."
-                    "</p>")
-CHECKPOINT_FILTER = ("Checkpoints (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript);;All files (*)")
+EMPTY_STATE_TEXT = ("<h2>No model loaded</h2><p>Open a checkpoint with <b>File ▸ Open checkpoint or PNG…</b> "
+                    "(Ctrl+O), pick one in the Model panel, or drop a checkpoint file, a diffusers folder or a PNG "
+                    "the studio exported onto this window.</p>")
+CHECKPOINT_FILTER = ("Checkpoints and studio PNGs (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript *.png);;"
+                     "Checkpoints (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript);;"
+                     "PNGs exported by the studio (*.png);;All files (*)")
+
+
+def is_png(path) -> bool:
+    """A PNG is opened as a recipe, anything else as a checkpoint."""
+    return str(path).lower().endswith(".png")
 
 
 class MainWindow(QMainWindow):
@@ -58,7 +67,8 @@ class MainWindow(QMainWindow):
                  open_default: bool = True):
         """``checkpoint``: a path or bundled name to open; without it the bundled default model opens (if
         installed). ``restore_last`` reopens the last checkpoint of the previous session instead (what
-        ``studio`` does); ``open_default=False`` starts empty (tests, scripts that bring their own model)."""
+        ``studio`` does); ``open_default=False`` starts empty (tests, scripts that bring their own model).
+        ``checkpoint`` may also be a PNG the studio exported: its recipe's model and settings open."""
         super().__init__()
         self.setObjectName("mainWindow")
         self.setWindowTitle("Sampling Studio")
@@ -67,8 +77,11 @@ class MainWindow(QMainWindow):
 
         self.models = ModelHolder()
         self.source: str | None = None
+        self.classifiers = ClassifierChoice()   # noise-aware classifiers for classifier guidance, loaded lazily
         self.controller = RunController(self)
         self._run_model = None       # (card, schedule) of the run in progress
+        self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
+        self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
         self._create_actions()
         self._create_central()
         self._create_docks()
@@ -81,13 +94,13 @@ class MainWindow(QMainWindow):
 
         if checkpoint is None and restore_last:
             checkpoint = persistence.last_checkpoint()
-        opened = checkpoint is not None and self.open_checkpoint(checkpoint)
+        self._apply_run_settings(persistence.read_json("run/settings"))
+        opened = checkpoint is not None and self.open_path(checkpoint)
         if not opened and open_default and bundled_by_name(DEFAULT_MODEL).path.is_file():
             self.open_checkpoint(DEFAULT_MODEL, remember=checkpoint is None)
             if checkpoint is not None and self.denoiser is not None:
                 self.error_banner.show_message(
                     f"{self.error_banner.text.text()}\nThe bundled {DEFAULT_MODEL!r} model was opened instead.")
-        self._apply_run_settings(persistence.read_json("run/settings"))
         self._refresh_model_list()
         self._update_actions()
 
@@ -105,19 +118,12 @@ class MainWindow(QMainWindow):
         return action
 
     def _create_actions(self) -> None:
-        self.open_action = self._action("openCheckpointAction", "&Open checkpoint…", self.open_checkpoint_dialog,
-                                        [QKeySequence.StandardKey.Open], "Open a checkpoint file (Ctrl+O)")
+        self.open_action = self._action("openCheckpointAction", "&Open checkpoint or PNG…",
+                                        self.open_checkpoint_dialog, [QKeySequence.StandardKey.Open],
+                                        "Open a checkpoint file, or a PNG the studio exported to make it again (Ctrl+O)")
         self.open_folder_action = self._action("openFolderAction", "Open diffusers &folder…", self.open_folder_dialog,
                                                tip="Open a diffusers model or pipeline folder")
-        self.export_image_action = self._action(
-            "exportImageAction", "Export &image…", lambda: self.export_image(),
-            tip="Save the focused sample at the shown step as a PNG (scaled up, settings inside)")
-        self.export_grid_action = self._action(
-            "exportGridAction", "Export &grid…", lambda: self.export_grid(),
-            tip="Save the whole batch at the shown step as one PNG grid (scaled up, settings inside)")
-        self.export_gif_action = self._action(
-            "exportGifAction", "Export x0 &GIF…", lambda: self.export_gif(),
-            tip="Save the predicted x0 of the whole batch, step by step, as an animated GIF")
+        self.exports = ExportActions(self)
         self.quit_action = self._action("quitAction", "&Quit", self.close, [QKeySequence.StandardKey.Quit])
         self.generate_action = self._action("generateAction", "&Generate", self.generate,
                                             ["Ctrl+Return", "Ctrl+Enter"], "Sample a batch (Ctrl+Enter)")
@@ -212,7 +218,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.open_action, self.open_folder_action])
         file_menu.addSeparator()
-        file_menu.addActions([self.export_image_action, self.export_grid_action, self.export_gif_action])
+        file_menu.addActions(self.exports.actions)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = bar.addMenu("&Run")
@@ -239,6 +245,9 @@ class MainWindow(QMainWindow):
         self.cancel_button = self._button("cancelButton", "Cancel", self.cancel_action, "Cancel the run")
         for button in (self.open_button, self.generate_button, self.cancel_button):
             toolbar.addWidget(button)
+        toolbar.addSeparator()
+        self.export_button = self.exports.toolbar_button()
+        toolbar.addWidget(self.export_button)
         self.run_state_label = QLabel()
         self.run_state_label.setObjectName("runStateLabel")
         self.run_state_label.setContentsMargins(12, 0, 0, 0)
@@ -282,6 +291,8 @@ class MainWindow(QMainWindow):
         self.model_panel.open_folder_requested.connect(self.open_folder_dialog)
         self.model_panel.run_device_changed.connect(self._show_device)
         self.presenter.step_shown.connect(lambda _: self._update_actions())
+        for pane in (self.preview_xt, self.preview_x0):
+            pane.grid.tile_menu_requested.connect(self.exports.show_tile_menu)
 
     # ==== the model ================================================================================================
     @property
@@ -293,9 +304,14 @@ class MainWindow(QMainWindow):
         return self.models.card
 
     def open_checkpoint_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self._dialog_folder(), CHECKPOINT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint or studio PNG", self._dialog_folder(),
+                                              CHECKPOINT_FILTER)
         if path:
-            self.open_checkpoint(path)
+            self.open_path(path)
+
+    def open_path(self, path: str | os.PathLike) -> bool:
+        """A PNG the studio exported (its recipe) or a checkpoint."""
+        return open_recipe_png(self, path) if is_png(path) else self.open_checkpoint(path)
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open diffusers folder", self._dialog_folder())
@@ -345,6 +361,7 @@ class MainWindow(QMainWindow):
             self.model_panel.card_box.setToolTip("\n".join(card_lines(card)))
         except Exception:  # noqa: BLE001 -- the tooltip is a nicety
             pass
+        self.refresh_classifier()
         self.sampler_panel.set_card(card)
         self.plots_panel.set_schedule(self.denoiser.schedule)
         self.centre_stack.setCurrentWidget(self.preview_splitter)
@@ -366,11 +383,19 @@ class MainWindow(QMainWindow):
             current = os.path.abspath(current)
         self.model_panel.set_sources(persistence.recent_checkpoints(), current)
 
+    def refresh_classifier(self) -> None:
+        """Offer classifier guidance when a classifier fits the open model."""
+        _, why_not = self.classifiers.for_model(self.card)
+        self.sampler_panel.set_classifier_available(why_not)
+
     # ==== running ==================================================================================================
     def current_settings(self) -> RunSettings:
         """The panels' choices as RunSettings (raises SettingsError with a readable message)."""
+        sampler = self.sampler_panel.sampler_settings()
+        if self._exact_sampler is not None and sampler == self._exact_sampler[0]:
+            sampler = self._exact_sampler[1]   # an opened recipe, untouched since: its settings exactly
         return RunSettings(
-            sampler=self.sampler_panel.sampler_settings(),
+            sampler=sampler,
             seed=self.seed_panel.seed(),
             batch_size=self.seed_panel.batch_size(),
             class_label=self.sampler_panel.class_label(),
@@ -387,16 +412,45 @@ class MainWindow(QMainWindow):
         except StudioError as exc:
             self.show_error(str(exc))
             return
+        card = self.card
+        options = {"record_extra": self._recipe_extra(card)}
+        if settings.guidance.kind == "classifier":
+            source, why_not = self.classifiers.for_model(card)
+            try:
+                if source is None:
+                    raise StudioError(f"classifier guidance is not available: {why_not}")
+                options["classifier"] = self.classifiers.load(source)
+            except StudioError as exc:
+                self.show_error(str(exc))
+                return
+            options["record_extra"]["classifier"] = {"checkpoint": _recorded_source(source),
+                                                     "name": options["classifier"].card.name,
+                                                     "sha256": options["classifier"].card.sha256}
         self.error_banner.hide()
         persistence.write_json("run/settings", settings.to_dict())
-        self._run_model = (self.card, self.denoiser.schedule)
-        self.controller.start(self.denoiser, settings)
+        if card.data_kind == "image":
+            # as `studio sample` does: the model sees DEFAULT_MODEL_BATCH rows per call, so a sample's bits are
+            # the same in any batch and alone (its PNG's recipe makes it again); vectors keep their one big call
+            settings = settings.replace(model_batch=DEFAULT_MODEL_BATCH)
+            options["record_extra"]["model_batch"] = DEFAULT_MODEL_BATCH
+        options["keep_floats"] = self.presenter.keeps_floats_for(settings.sampler.steps, settings.batch_size,
+                                                                 card.data_shape)
+        self._run_model = (card, self.denoiser.schedule)
+        self.controller.start(self.denoiser, settings, **options)
         self.progress_bar.setRange(0, settings.sampler.steps)
         self.progress_bar.setValue(0)
         self.status_label.setText("starting…")
         self.run_state_label.setText("running — settings you change now apply to the next run")
         self._update_actions()
         self.run_started.emit()
+
+    def _recipe_extra(self, card) -> dict:
+        """What a PNG's recipe needs beyond the engine's record (as `studio sample` adds it)."""
+        extra = {"model_batch": 0, "data": {"kind": card.data_kind, "shape": list(card.data_shape),
+                                             "value_range": list(card.value_range)}}
+        if self.source is not None:
+            extra["checkpoint"] = _recorded_source(self.source)
+        return extra
 
     def cancel(self) -> None:
         if self.controller.running:
@@ -411,8 +465,9 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"{info.device}, {info.dtype}")
         self.model_panel.show_runs_on(f"{info.device}, {info.dtype}")
 
-    def _on_step(self, frames) -> None:
-        self.presenter.on_step(frames)
+    def _on_step(self, step) -> None:
+        self.presenter.on_step(step)
+        frames = step.frames
         done, total = frames.index + 1, frames.num_steps
         self.progress_bar.setValue(done)
         rate = self.presenter.rate()
@@ -435,6 +490,9 @@ class MainWindow(QMainWindow):
             rate = outcome.steps_done / outcome.seconds if outcome.seconds > 0 else 0.0
             self.status_label.setText(f"done: {outcome.steps_done} steps in {outcome.seconds:.1f} s "
                                       f"({rate:.1f} it/s)" + (f" · {store.describe()}" if store else ""))
+            if self.show_step_after_run is not None:
+                self.timeline.set_step(self.show_step_after_run - 1)   # the step the opened PNG showed
+        self.show_step_after_run = None
         self._update_actions()
         self.run_finished.emit(outcome)
 
@@ -449,11 +507,7 @@ class MainWindow(QMainWindow):
         self.generate_action.setEnabled(has_model and not running)
         self.cancel_action.setEnabled(running)
         self.open_action.setEnabled(True)
-        has_images = self.presenter.has_steps and self.presenter.store.tile_shape is not None
-        for action in (self.export_image_action, self.export_grid_action, self.export_gif_action):
-            action.setEnabled(has_images)
-            action.setToolTip(action.statusTip() if has_images else
-                              action.statusTip() + " — available once an image model has run")
+        self.exports.update()
         if not has_model:
             self.centre_stack.setCurrentWidget(self.empty_state)
         for button, action in ((self.generate_button, self.generate_action), (self.cancel_button, self.cancel_action)):
@@ -465,67 +519,6 @@ class MainWindow(QMainWindow):
         self.status_label.setText(message.splitlines()[0])
         self.error_shown.emit(message)
 
-    # ==== exports (issue #5 makes these richer) =====================================================================
-    def _export_path(self, title: str, name: str, filter_: str, path) -> str | None:
-        if path:
-            return str(path)
-        folder = persistence.read_text("export/folder") or str(Path.home())
-        chosen, _ = QFileDialog.getSaveFileName(self, title, os.path.join(folder, name), filter_)
-        if chosen:
-            persistence.write_text("export/folder", os.path.dirname(chosen))
-        return chosen or None
-
-    def _export_record(self, **extra) -> dict:
-        info = self.presenter.info
-        return {**(info.record if info else {}), "step": self.timeline.current + 1, **extra}
-
-    def _write(self, writer, *args) -> bool:
-        try:
-            written = writer(*args)
-        except (OSError, ValueError) as exc:
-            self.show_error(f"Could not export: {exc}")
-            return False
-        self.status_label.setText(f"wrote {written}")
-        return True
-
-    def export_image(self, path=None) -> bool:
-        """PNG of the focused sample's x_t at the shown step (after the last step: the final sample)."""
-        if not self.export_image_action.isEnabled():
-            return False
-        presenter = self.presenter
-        seed = presenter.info.seeds[presenter.focused]
-        path = self._export_path("Export image", f"sample-seed{seed}-step{self.timeline.current + 1}.png",
-                                 "PNG image (*.png)", path)
-        if not path:
-            return False
-        tile = presenter.store.frame(self.timeline.current).x_t_tiles[presenter.focused]
-        return self._write(write_png, path, tile, upscale_factor(tile.shape[1]),
-                           self._export_record(sample=presenter.focused, seed=seed))
-
-    def export_grid(self, path=None) -> bool:
-        """PNG of the batch's x_t grid at the shown step."""
-        if not self.export_grid_action.isEnabled():
-            return False
-        path = self._export_path("Export grid", f"grid-step{self.timeline.current + 1}.png", "PNG image (*.png)",
-                                 path)
-        if not path:
-            return False
-        tiles = self.presenter.store.frame(self.timeline.current).x_t_tiles
-        return self._write(write_png, path, make_grid(tiles), upscale_factor(tiles.shape[2]), self._export_record())
-
-    def export_gif(self, path=None) -> bool:
-        """Animated GIF of the batch's x0_pred grid over the kept steps."""
-        if not self.export_gif_action.isEnabled():
-            return False
-        path = self._export_path("Export x0 GIF", "x0-trajectory.gif", "GIF animation (*.gif)", path)
-        if not path:
-            return False
-        store = self.presenter.store
-        frames = [store.frame(i).x0_tiles for i in store.kept_indices(store.latest_index)]
-        layout = GridLayout.for_batch(*frames[0].shape[:3])
-        grids = [make_grid(tiles, layout) for tiles in frames]
-        return self._write(write_gif, path, grids, upscale_factor(frames[0].shape[2]))
-
     # ==== settings, layout, closing ================================================================================
     def _apply_run_settings(self, data) -> None:
         if not isinstance(data, dict):
@@ -534,9 +527,15 @@ class MainWindow(QMainWindow):
             settings = RunSettings.from_dict(data)
         except StudioError:
             return   # stored by another version or damaged: keep the defaults
+        self.apply_settings(settings)
+
+    def apply_settings(self, settings: RunSettings, exact_sampler: bool = False) -> None:
+        """Show ``settings`` in the panels. ``exact_sampler``: run its sampler settings exactly (those the panel
+        cannot show too) until the sampler panel is changed."""
         self.sampler_panel.apply(settings.sampler, settings.guidance, settings.class_label)
         self.seed_panel.apply(settings.seed, settings.batch_size)
-        self.model_panel.set_device(settings.device, settings.dtype)
+        self.model_panel.set_device(device_choice(settings.device), settings.dtype)
+        self._exact_sampler = (self.sampler_panel.sampler_settings(), settings.sampler) if exact_sampler else None
 
     def _read_window_settings(self) -> None:
         geometry = persistence.read_bytes("window/geometry")
@@ -592,4 +591,11 @@ class MainWindow(QMainWindow):
         urls = event.mimeData().urls()
         if urls and urls[0].isLocalFile():
             event.acceptProposedAction()
-            self.open_checkpoint(urls[0].toLocalFile())
+            self.open_path(urls[0].toLocalFile())
+
+
+def _recorded_source(source: str) -> str:
+    """How a recipe names a checkpoint: bundled names stay names, files become absolute paths (as the CLI)."""
+    if bundled_by_name(source) is not None and not os.path.exists(source):
+        return source
+    return str(Path(source).resolve())

@@ -1,6 +1,7 @@
 """Shows a run: keeps its frames in the TrajectoryStore and paints the step the timeline points at.
 
-Every step the worker sends goes into the store; painting is coalesced to at most one repaint per
+Every step the worker sends goes into the store (and its float values into a FloatTrajectory, for exports);
+painting is coalesced to at most one repaint per
 ``REPAINT_INTERVAL_MS`` while a run streams in (the worker can be faster than a screen), and happens at once
 when the user scrubs a finished run.
 """
@@ -14,12 +15,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.preview import GridLayout
 from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
+from .float_trajectory import DEFAULT_FLOAT_BUDGET_BYTES, FloatTrajectory, float_trajectory_bytes
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
 from .views.scatter_view import TRACED_PARTICLES
 from .views.timeline import Timeline
 from .panels.plots_panel import PlotsPanel
-from .worker import RunInfo
+from .worker import RunInfo, WorkerStep
 
 REPAINT_INTERVAL_MS = 30
 
@@ -33,11 +35,13 @@ class RunPresenter(QObject):
         self.preview_xt, self.preview_x0, self.focus_view = preview_xt, preview_x0, focus
         self.timeline, self.plots = timeline, plots
         self.store: TrajectoryStore | None = None
+        self.floats: FloatTrajectory | None = None
         self.info: RunInfo | None = None
         self.card = None
         self.schedule = None
         self.focused = 0
         self.budget_bytes = DEFAULT_BUDGET_BYTES   # memory for one run's frames; past it, keyframes
+        self.float_budget_bytes = DEFAULT_FLOAT_BUDGET_BYTES   # float frames for exports; past it, samples only
         self.live = False
         self._ready_at = 0.0
         self._curves_drawn = 0
@@ -64,7 +68,7 @@ class RunPresenter(QObject):
 
     def clear(self) -> None:
         self._repaint_timer.stop()
-        self.store, self.info = None, None
+        self.store, self.info, self.floats = None, None, None
         self.live = False
         self._curves_drawn = 0
         for pane in (self.preview_xt, self.preview_x0):
@@ -96,6 +100,7 @@ class RunPresenter(QObject):
             self.store = TrajectoryStore(info.num_steps, batch, vector_dim=int(np.prod(card.data_shape)),
                                          budget_bytes=self.budget_bytes)
             self.store.set_initial(info.x_T_values)
+        self.floats = FloatTrajectory(info.num_steps, info.x_T, self.float_budget_bytes)
         self.focused = min(self.focused, batch - 1)
         self._mark_focus()
         self.plots.set_timesteps(info.timesteps)
@@ -103,8 +108,13 @@ class RunPresenter(QObject):
         self._ready_at = time.perf_counter()
         self._captions()
 
-    def on_step(self, frames) -> None:
-        self.store.append(frames)           # every step is kept (or its keyframe); only painting is coalesced
+    def keeps_floats_for(self, num_steps: int, batch_size: int, data_shape) -> bool:
+        """Whether a run of this size will have all its float frames kept (the worker sends them only then)."""
+        return float_trajectory_bytes(num_steps, batch_size, data_shape) <= self.float_budget_bytes
+
+    def on_step(self, step: WorkerStep) -> None:
+        self.store.append(step.frames)      # every step is kept (or its keyframe); only painting is coalesced
+        self.floats.append(step.frames.index, step.x_t, step.x0_pred)
         self.timeline.grow(self.store.steps_done)
 
     def on_run_done(self) -> None:

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     window.sampler_panel.steps_spin.setValue(args.steps)
     window.seed_panel.batch_spin.setValue(args.batch)
     window.show()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     base, ext = os.path.splitext(args.out)
     during_at = max(1, args.steps * 2 // 5)
     shots = {}
@@ -46,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     def grab(path: str) -> None:
         app.processEvents()
         picture = window.screen().grabWindow(window.winId())
-        picture.save(path)
-        shots[path] = (picture.width(), picture.height())
+        if picture.save(path):   # QPixmap.save reports failure (a missing folder, ...) only by returning False
+            shots[path] = (picture.width(), picture.height())
+        else:
+            print(f"could not write {path}", file=sys.stderr)
 
     def on_step(index: int) -> None:
         if index == during_at and "during" not in shots:

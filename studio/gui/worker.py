@@ -1,7 +1,10 @@
 """Sampling off the GUI thread: a QObject worker moved to a QThread, iterating the engine's Run.
 
 The worker turns each Step into ready-to-paint StepFrames (device -> host copy and float -> uint8 happen
-here) and emits them; queued signals deliver every step to the GUI thread in order, none is dropped.
+here) and emits them with the step's float x_t and x0_pred (for exports; only the last x_t when the window
+keeps no float frames); queued signals deliver every step to the GUI thread in order, none is dropped.
+A run with ``model_batch`` M > 0 calls the model (and a guidance classifier) on exactly M rows at a time, as
+``studio sample`` does, so the window's samples are the CLI's bit for bit, in any batch and alone.
 Cancelling sets a flag the worker checks between steps, then closes the run: at most the model call in
 flight finishes, and the steps done stay. ``RunController`` owns the thread and reports a run as done only
 after its thread has ended, so a new run never overlaps the old one and closing the window can wait on it.
@@ -22,7 +25,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.engine import Run
 from ..core.errors import StudioError
-from ..core.preview import step_frames, to_numpy
+from ..core.models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
+from ..core.preview import StepFrames, step_frames, to_numpy, to_uint8_tiles
 from ..core.settings import RunSettings
 
 FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
@@ -40,6 +44,17 @@ class RunInfo:
     dtype: str
     record: dict
     x_T_values: np.ndarray | None = None   # vector models: where the trajectories start
+    x_T: np.ndarray | None = None          # float32 (batch, *data_shape): where every trajectory starts
+    x_T_tiles: np.ndarray | None = None    # image models: x_T as (batch, H, W, 3) uint8 tiles
+
+
+@dataclass(frozen=True)
+class WorkerStep:
+    """One step as the worker hands it over: pictures to paint, and float values for exports."""
+
+    frames: StepFrames
+    x_t: np.ndarray | None = None       # float32 (batch, *data_shape)
+    x0_pred: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -71,11 +86,17 @@ class SamplingWorker(QObject):
     step_ready = Signal(int, object)   # run number, StepFrames
     run_done = Signal(int, object)     # run number, RunOutcome
 
-    def __init__(self, denoiser, settings: RunSettings, run_number: int):
+    def __init__(self, denoiser, settings: RunSettings, run_number: int, *, classifier=None,
+                 record_extra: dict | None = None, keep_floats: bool = True):
+        """``record_extra`` is added to the run's record (checkpoint, model_batch, ... for recipes);
+        ``keep_floats``: send every step's float x_t and x0_pred (else only the last step's x_t)."""
         super().__init__()
         self._denoiser = denoiser
+        self._classifier = classifier
         self._settings = settings
         self._number = run_number
+        self._record_extra = dict(record_extra or {})
+        self._keep_floats = keep_floats
         self._cancel = threading.Event()
         self.outcome: RunOutcome | None = None   # also readable after the thread ended (shutdown)
 
@@ -91,14 +112,19 @@ class SamplingWorker(QObject):
         run = None
         try:
             card = self._denoiser.card
-            run = Run(self._denoiser, self._settings)
-            x_T_values = None
-            if card.data_kind == "vector":
-                x_T_values = to_numpy(run.x_T).reshape(run.x_T.shape[0], -1)
-            record = run.record()
+            model, classifier = self._denoiser, self._classifier
+            model_batch = self._settings.model_batch
+            if model_batch:   # harmless if the engine splits too: each call then already has M rows
+                model = FixedBatchDenoiser(model, model_batch)
+                classifier = None if classifier is None else FixedBatchClassifier(classifier, model_batch)
+            run = Run(model, self._settings, classifier=classifier)
+            x_T = to_numpy(run.x_T).copy()
+            x_T_values = x_T.reshape(x_T.shape[0], -1) if card.data_kind == "vector" else None
+            x_T_tiles = to_uint8_tiles(x_T, card.value_range) if card.data_kind == "image" else None
+            record = {**run.record(), **self._record_extra}
             self.run_ready.emit(self._number, RunInfo(run.num_steps, np.asarray(run.timesteps), list(run.seeds),
                                                       run.class_labels, record["device"], record["dtype"], record,
-                                                      x_T_values))
+                                                      x_T_values, x_T, x_T_tiles))
             previous_x0 = None
             while not self._cancel.is_set():
                 try:
@@ -106,7 +132,10 @@ class SamplingWorker(QObject):
                 except StopIteration:
                     break
                 frames, previous_x0 = step_frames(step, card.data_kind, card.value_range, previous_x0)
-                self.step_ready.emit(self._number, frames)
+                last = step.index == run.num_steps - 1
+                x_t = to_numpy(step.x_t).copy() if self._keep_floats or last else None
+                x0 = previous_x0.copy() if self._keep_floats else None   # on a CPU: a view of the tensor
+                self.step_ready.emit(self._number, WorkerStep(frames, x_t, x0))
                 steps_done += 1
             if self._cancel.is_set() and steps_done < run.num_steps:
                 run.close()   # no further model call
@@ -124,7 +153,7 @@ class SamplingWorker(QObject):
                 outcome = RunOutcome(FAILED, steps_done, "the run stopped unexpectedly")
             self.outcome = RunOutcome(outcome.status, outcome.steps_done, outcome.message,
                                       time.perf_counter() - started)
-            self._denoiser = None   # the window may swap models; do not keep the old one alive
+            self._denoiser = self._classifier = None   # the window may swap models; do not keep them alive
             self.run_done.emit(self._number, self.outcome)
 
 
@@ -145,13 +174,14 @@ class RunController(QObject):
     def running(self) -> bool:
         return self._thread is not None
 
-    def start(self, denoiser, settings: RunSettings) -> None:
+    def start(self, denoiser, settings: RunSettings, **options) -> None:
+        """``options`` go to SamplingWorker (classifier, record_extra, keep_floats)."""
         if self.running:
             raise RuntimeError("a run is already in progress")
         self._number += 1
         thread = QThread()
         thread.setObjectName("samplingThread")
-        worker = SamplingWorker(denoiser, settings, self._number)
+        worker = SamplingWorker(denoiser, settings, self._number, **options)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.run_ready.connect(self._on_ready)

@@ -69,8 +69,19 @@ def tiny_vector() -> NetworkDenoiser:
 
 
 # --- checkpoint files (studio format), for opening through the real loaders --------------------------------------
-def write_unet_checkpoint(path, name: str = "file-digits", base_channels: int = 8, num_classes: int = 10):
-    """A small class-conditional 8x8 UNet saved as a studio checkpoint; returns the path."""
+def randomised(network: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Small random weights everywhere (a fresh studio UNet answers 0: its output layer starts at zero)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
+    return network.eval()
+
+
+def write_unet_checkpoint(path, name: str = "file-digits", base_channels: int = 8, num_classes: int = 10,
+                          random_seed: int | None = None):
+    """A small class-conditional 8x8 UNet saved as a studio checkpoint; returns the path. ``random_seed``: give
+    it random weights, so its answers depend on every input (as a trained network's do)."""
     from studio.core.checkpoints import save_studio_checkpoint
     from studio.core.models.networks import build_network
 
@@ -81,7 +92,22 @@ def write_unet_checkpoint(path, name: str = "file-digits", base_channels: int = 
     card = ModelCard(name=name, data_kind="image", data_shape=(1, 8, 8), num_train_timesteps=100,
                      class_names=tuple(str(k) for k in range(num_classes)), null_class=num_classes,
                      architecture=architecture)
-    return save_studio_checkpoint(path, build_network(architecture), card)
+    network = build_network(architecture)
+    return save_studio_checkpoint(path, network if random_seed is None else randomised(network, random_seed), card)
+
+
+def write_classifier_checkpoint(path, name: str = "file-classifier", num_classes: int = 10,
+                                num_train_timesteps: int = 100, seed: int = 3):
+    """A small noise-aware 8x8 classifier with random weights, saved as a studio checkpoint; returns the path.
+    With the defaults it fits ``write_unet_checkpoint``'s model (same images, classes and T)."""
+    from studio.core.checkpoints import save_studio_checkpoint
+    from studio.core.models.networks import build_network
+
+    architecture = {"name": "classifier", "config": {"image_size": 8, "in_channels": 1, "num_classes": num_classes,
+                                                      "base_channels": 8, "channel_mult": [1, 2], "norm_groups": 4}}
+    card = ModelCard(name=name, role="classifier", data_shape=(1, 8, 8), num_train_timesteps=num_train_timesteps,
+                     class_names=tuple(str(k) for k in range(num_classes)), architecture=architecture)
+    return save_studio_checkpoint(path, randomised(build_network(architecture), seed), card)
 
 
 def write_mlp_checkpoint(path, name: str = "file-blobs", hidden: int = 32, depth: int = 2):

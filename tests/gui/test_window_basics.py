@@ -13,7 +13,8 @@ from studio.core.bundled import DEFAULT_MODEL, bundled_by_name
 
 WIDGET_NAMES = ["generateButton", "cancelButton", "samplerCombo", "stepsSpin", "etaSpin", "seedSpin", "batchSpin",
                 "classCombo", "timelineSlider", "playButton", "previewXt", "previewX0", "schedulePlot", "progressBar"]
-ACTION_NAMES = ["openCheckpointAction", "exportImageAction", "exportGridAction", "exportGifAction"]
+ACTION_NAMES = ["openCheckpointAction", "exportImageAction", "exportGridAction", "exportGifAction",
+                "exportSamplesAction", "exportNpzAction"]
 
 
 def test_promised_widgets_and_actions_exist_with_accessible_names(make_window):
@@ -73,7 +74,8 @@ def test_only_options_that_apply_are_enabled_and_all_have_tooltips(make_window):
     panel.guidance_combo.setCurrentIndex(panel.guidance_combo.findData("classifier_free"))
     assert panel.guidance_scale_spin.isEnabled()
     assert window.current_settings().guidance.kind == "classifier_free"
-    for widget in (panel.sampler_combo, panel.steps_spin, panel.eta_spin, panel.spacing_combo, panel.variance_combo,
+    for widget in (panel.sampler_combo, panel.steps_spin, panel.eta_spin, panel.ddim_noise_combo,
+                   panel.spacing_combo, panel.variance_combo,
                    panel.clip_combo, panel.clip_range_spin, panel.guidance_combo, panel.guidance_scale_spin,
                    panel.class_combo, window.seed_panel.seed_spin, window.seed_panel.batch_spin):
         assert len(widget.toolTip()) > 20, f"{widget.objectName()} needs a plain-words tooltip"

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
 
 from ...core.bundled import bundled_models
 from ...core.models.card import ModelCard
+from ..classifiers import bundled_classifier_sources
 
 SOURCE_ROLE = Qt.ItemDataRole.UserRole
 CARD_ROWS = (
@@ -133,6 +134,8 @@ class ModelPanel(QWidget):
     def set_sources(self, recent: list[str], current: str | None) -> None:
         self.model_list.clear()
         for model in bundled_models():
+            if model.name in bundled_classifier_sources():
+                continue   # a classifier guides a model (Sampler ▸ Guidance); it cannot be opened as one
             item = QListWidgetItem(f"{model.name} — bundled")
             item.setData(SOURCE_ROLE, model.name)
             item.setToolTip(f"{model.description}\n{model.path}")

@@ -8,7 +8,7 @@ in its tooltip. The panel turns its widgets into settings objects and back; it v
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
 from ...core.models.card import ModelCard
 from ...core.samplers import DDIMSettings, DDPMSettings, SamplerSettings
@@ -23,6 +23,13 @@ SPACING_TIPS = {
 CLIP_CHOICES = (("As the model card", "model"), ("Clip to ± range", "clip"), ("Dynamic thresholding", "threshold"),
                 ("Off", "off"))
 VARIANCE_CHOICES = ("fixed_small", "fixed_large", "learned", "learned_range")
+DDIM_NOISE_CHOICES = (("× eq. 16 noise", "eta"), ("sigma-hat noise", "sigma_hat"))
+GUIDANCE_TIP = (
+    "Guidance pushes each sample towards the class chosen above. Classifier-free: the model's own "
+    "conditional and unconditional answers, eps = eps_uncond + scale (eps_cond - eps_uncond); it needs a "
+    "model trained with a null class. Classifier: a separate noise-aware classifier steers the unconditional "
+    "model, eps = eps - scale sqrt(1 - alpha_bar_t) grad log p(class | x_t); it needs a classifier that fits "
+    "the model (same images, classes and T)")
 
 
 class SamplerPanel(QWidget):
@@ -51,6 +58,12 @@ class SamplerPanel(QWidget):
         self.eta_spin.setRange(0.0, 1.0)
         self.eta_spin.setSingleStep(0.1)
         self.eta_spin.setDecimals(2)
+        self.ddim_noise_combo = self._combo("ddimNoiseCombo", "DDIM noise", (
+            "DDIM only: which noise eta scales. eta: the paper's eq. 16, from none (eta 0, deterministic) to "
+            "DDPM's own (eta 1). sigma-hat: the larger noise of the paper's appendix D.3 at every step but the "
+            "last, whatever eta is"))
+        for text, value in DDIM_NOISE_CHOICES:
+            self.ddim_noise_combo.addItem(text, value)
         self.spacing_combo = self._combo("spacingCombo", "Timestep spacing",
                                          "Which of the T training timesteps the run visits:\n" +
                                          "\n".join(SPACING_TIPS.values()))
@@ -70,11 +83,11 @@ class SamplerPanel(QWidget):
         self._name(self.clip_range_spin, "clipRangeSpin", "Clip range", "x0 is clipped to [-range, +range]")
         self.clip_range_spin.setRange(0.01, 100.0)
         self.clip_range_spin.setValue(1.0)
-        self.guidance_combo = self._combo("guidanceCombo", "Guidance", (
-            "Classifier-free guidance pushes each sample towards its class: eps = eps_uncond + scale (eps_cond - "
-            "eps_uncond). It needs a class-conditional model with a null class and a class chosen below"))
+        self.guidance_combo = self._combo("guidanceCombo", "Guidance", GUIDANCE_TIP)
         self.guidance_combo.addItem("None", "none")
         self.guidance_combo.addItem("Classifier-free", "classifier_free")
+        self.guidance_combo.addItem("Classifier", "classifier")
+        self._classifier_missing = "no model is open"   # why classifier guidance is not offered ("" if it is)
         self.guidance_scale_spin = QDoubleSpinBox()
         self._name(self.guidance_scale_spin, "guidanceScaleSpin", "Guidance scale", (
             "How hard guidance pushes: 1 is the plain conditional model, larger is more typical of the class but "
@@ -87,15 +100,19 @@ class SamplerPanel(QWidget):
             "gets class i mod K), or no class (the model's unconditional mode)"))
 
         form = QFormLayout(self)
-        for label, widget in (("Sampler", self.sampler_combo), ("Steps", self.steps_spin), ("Eta", self.eta_spin),
+        eta_row = QHBoxLayout()   # eta and the noise it scales share a row: the dock stays short
+        eta_row.addWidget(self.eta_spin, 1)
+        eta_row.addWidget(self.ddim_noise_combo, 1)
+        for label, widget in (("Sampler", self.sampler_combo), ("Steps", self.steps_spin), ("Eta", eta_row),
                               ("Spacing", self.spacing_combo), ("Variance", self.variance_combo),
                               ("x0 clipping", self.clip_combo), ("Clip range", self.clip_range_spin),
                               ("Class", self.class_combo), ("Guidance", self.guidance_combo),
                               ("Guidance scale", self.guidance_scale_spin)):
             form.addRow(label, widget)
-            form.labelForField(widget).setToolTip(widget.toolTip())
+            form.labelForField(widget).setToolTip((self.eta_spin if widget is eta_row else widget).toolTip())
         for signal in (self.sampler_combo.currentIndexChanged, self.steps_spin.valueChanged,
-                       self.eta_spin.valueChanged, self.spacing_combo.currentIndexChanged,
+                       self.eta_spin.valueChanged, self.ddim_noise_combo.currentIndexChanged,
+                       self.spacing_combo.currentIndexChanged,
                        self.variance_combo.currentIndexChanged, self.clip_combo.currentIndexChanged,
                        self.clip_range_spin.valueChanged, self.guidance_combo.currentIndexChanged,
                        self.guidance_scale_spin.valueChanged, self.class_combo.currentIndexChanged):
@@ -113,6 +130,11 @@ class SamplerPanel(QWidget):
         self._name(combo, name, accessible, tooltip)
         return combo
 
+    def _widgets(self) -> list:
+        return [self.sampler_combo, self.steps_spin, self.eta_spin, self.ddim_noise_combo, self.spacing_combo,
+                self.variance_combo, self.clip_combo, self.clip_range_spin, self.guidance_combo,
+                self.guidance_scale_spin, self.class_combo]
+
     def _on_change(self, *_):
         if self.class_combo.isEnabled():
             self._wanted_class = self.class_combo.currentData()
@@ -125,9 +147,7 @@ class SamplerPanel(QWidget):
     def set_card(self, card: ModelCard | None) -> None:
         """Fit the choices to a model: steps up to T, its variance types, its classes."""
         self.card = card
-        widgets = [self.sampler_combo, self.steps_spin, self.eta_spin, self.spacing_combo, self.variance_combo,
-                   self.clip_combo, self.clip_range_spin, self.guidance_combo, self.guidance_scale_spin,
-                   self.class_combo]
+        widgets = self._widgets()
         for widget in widgets:
             widget.blockSignals(True)
         try:
@@ -154,6 +174,7 @@ class SamplerPanel(QWidget):
                     self._select(self.class_combo, self._wanted_class)
                 else:   # "cycle" shows every class in one batch
                     self._select(self.class_combo, CLASS_CYCLE)
+            self._update_enabled()   # which guidance kinds this model can take, before choosing one
             self._select(self.guidance_combo, self._wanted_guidance)
             clip_text = (f"As the model card (clip to ±{card.clip_sample_range:g})" if card and card.clip_sample
                          else "As the model card (off)")
@@ -169,27 +190,46 @@ class SamplerPanel(QWidget):
         if index >= 0 and combo.model().item(index).isEnabled():
             combo.setCurrentIndex(index)
 
+    def set_classifier_available(self, why_not: str) -> None:
+        """Offer classifier guidance ("" : a classifier fits the model) or say why it is not offered."""
+        self._classifier_missing = why_not
+        self._update_enabled()
+
     def _update_enabled(self) -> None:
         has_model = self.card is not None
         ddim = self.sampler_combo.currentData() == "ddim"
         for widget in (self.sampler_combo, self.steps_spin, self.spacing_combo, self.clip_combo):
             widget.setEnabled(has_model)
-        self.eta_spin.setEnabled(has_model and ddim)
+        self.ddim_noise_combo.setEnabled(has_model and ddim)
+        self.eta_spin.setEnabled(has_model and ddim and self.ddim_noise_combo.currentData() == "eta")
         self.variance_combo.setEnabled(has_model and not ddim)
         self.clip_range_spin.setEnabled(has_model and self.clip_combo.currentData() == "clip")
         conditional = has_model and self.card.conditional
         self.class_combo.setEnabled(conditional)
-        can_guide = conditional and self.card.null_class is not None and self.class_combo.currentData() is not None
+        has_class = conditional and self.class_combo.currentData() is not None
+        why_not = {
+            "classifier_free": ("the model is unconditional" if not conditional else
+                                "the model has no null class" if self.card.null_class is None else
+                                "choose a class first" if not has_class else ""),
+            "classifier": ("no model is open" if not has_model else
+                           self._classifier_missing or ("" if has_class else "choose a class first")),
+        }
+        model = self.guidance_combo.model()
+        for kind, reason in why_not.items():
+            item = model.item(self.guidance_combo.findData(kind))
+            item.setEnabled(not reason)
+            item.setToolTip(reason and f"Not available now: {reason}")
+        can_guide = any(not reason for reason in why_not.values())
         self.guidance_combo.setEnabled(can_guide)
-        if not can_guide and self.guidance_combo.currentData() != "none":
-            self.guidance_combo.blockSignals(True)
+        if why_not.get(self.guidance_combo.currentData()):
+            was_blocked = self.guidance_combo.blockSignals(True)
             self.guidance_combo.setCurrentIndex(0)
-            self.guidance_combo.blockSignals(False)
-        self.guidance_combo.setToolTip(self.guidance_combo.toolTip().split("\n\n")[0] + (
-            "" if can_guide else "\n\nNot available now: " + (
-                "the model is unconditional" if not conditional else
-                "the model has no null class" if self.card.null_class is None else "choose a class first")))
-        self.guidance_scale_spin.setEnabled(can_guide and self.guidance_combo.currentData() == "classifier_free")
+            self.guidance_combo.blockSignals(was_blocked)
+        self.guidance_combo.setToolTip(GUIDANCE_TIP + "".join(
+            f"\n\n{text} is not available now: {reason}" for text, reason in
+            (("Classifier-free guidance", why_not["classifier_free"]), ("Classifier guidance", why_not["classifier"]))
+            if reason))
+        self.guidance_scale_spin.setEnabled(can_guide and self.guidance_combo.currentData() != "none")
 
     # --- widgets <-> settings --------------------------------------------------------------------------------------
     def sampler_settings(self) -> SamplerSettings:
@@ -202,7 +242,7 @@ class SamplerPanel(QWidget):
             thresholding=clip == "threshold",
         )
         if self.sampler_combo.currentData() == "ddim":
-            return DDIMSettings(eta=self.eta_spin.value(), **common)
+            return DDIMSettings(eta=self.eta_spin.value(), variance=self.ddim_noise_combo.currentData(), **common)
         return DDPMSettings(variance_type=self.variance_combo.currentData(), **common)
 
     def guidance(self) -> GuidanceSettings:
@@ -214,9 +254,7 @@ class SamplerPanel(QWidget):
 
     def apply(self, sampler: SamplerSettings, guidance: GuidanceSettings, class_label) -> None:
         """Show stored settings (clamped to what the model allows)."""
-        widgets = [self.sampler_combo, self.steps_spin, self.eta_spin, self.spacing_combo, self.variance_combo,
-                   self.clip_combo, self.clip_range_spin, self.guidance_combo, self.guidance_scale_spin,
-                   self.class_combo]
+        widgets = self._widgets()
         for widget in widgets:
             widget.blockSignals(True)
         try:
@@ -225,6 +263,7 @@ class SamplerPanel(QWidget):
             self._select(self.spacing_combo, sampler.spacing)
             if isinstance(sampler, DDIMSettings):
                 self.eta_spin.setValue(sampler.eta)
+                self._select(self.ddim_noise_combo, sampler.variance)
             else:
                 self._select(self.variance_combo, sampler.variance_type)
             clip = ("threshold" if sampler.thresholding else "model" if sampler.clip_sample is None
@@ -234,6 +273,7 @@ class SamplerPanel(QWidget):
                 self.clip_range_spin.setValue(sampler.clip_sample_range)
             self._wanted_class, self._wanted_guidance = class_label, guidance.kind
             self._select(self.class_combo, class_label)
+            self._update_enabled()   # the guidance kinds the class allows
             self._select(self.guidance_combo, guidance.kind)
             self.guidance_scale_spin.setValue(guidance.scale)
         finally:

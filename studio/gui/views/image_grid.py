@@ -1,10 +1,11 @@
-"""A batch as one grid picture (pyqtgraph ImageItem), seed labels on the tiles, click to focus a tile."""
+"""A batch as one grid picture (pyqtgraph ImageItem), seed labels on the tiles, click to focus a tile,
+right-click for a tile's menu."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
@@ -14,17 +15,22 @@ LABEL_MARGIN_PIXELS = 4   # a label shows only when its tile is this much wider 
 
 
 class _ClickableImage(pg.ImageItem):
-    """An ImageItem that reports left clicks in image pixels (row, column)."""
+    """An ImageItem that reports left and right clicks in image pixels (row, column)."""
 
-    def __init__(self, on_click):
+    def __init__(self, on_click, on_right_click):
         super().__init__(axisOrder="row-major")
         self._on_click = on_click
+        self._on_right_click = on_right_click
 
     def mouseClickEvent(self, ev):
-        if ev.button() == Qt.MouseButton.LeftButton:
+        if ev.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             ev.accept()
             pos = ev.pos()
-            self._on_click(pos.y(), pos.x())
+            if ev.button() == Qt.MouseButton.LeftButton:
+                self._on_click(pos.y(), pos.x())
+            else:
+                screen = ev.screenPos()
+                self._on_right_click(pos.y(), pos.x(), QPoint(int(screen.x()), int(screen.y())))
         else:
             super().mouseClickEvent(ev)
 
@@ -33,12 +39,13 @@ class ImageGridView(pg.GraphicsView):
     """One ImageItem fed with the grid of a step; labels and the focus frame are laid over it."""
 
     tile_clicked = Signal(int)
+    tile_menu_requested = Signal(int, QPoint)   # tile index, where on the screen to open its menu
 
     def __init__(self, parent=None):
         super().__init__(parent, background=QColor(30, 30, 30))
         self.view_box = pg.ViewBox(lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
         self.setCentralItem(self.view_box)
-        self.image_item = _ClickableImage(self._clicked)
+        self.image_item = _ClickableImage(self._clicked, self._right_clicked)
         self.view_box.addItem(self.image_item)
         self.grid_layout: GridLayout | None = None
         self._labels: list[pg.TextItem] = []
@@ -112,8 +119,14 @@ class ImageGridView(pg.GraphicsView):
         return self.mapFromScene(scene_point)
 
     def _clicked(self, y: float, x: float) -> None:
-        if self.grid_layout is None:
-            return
-        index = self.grid_layout.index_at(y, x)
+        index = self._index_at(y, x)
         if index is not None:
             self.tile_clicked.emit(index)
+
+    def _right_clicked(self, y: float, x: float, screen_pos: QPoint) -> None:
+        index = self._index_at(y, x)
+        if index is not None:
+            self.tile_menu_requested.emit(index, screen_pos)
+
+    def _index_at(self, y: float, x: float) -> int | None:
+        return None if self.grid_layout is None else self.grid_layout.index_at(y, x)

@@ -1,0 +1,104 @@
+"""Opening a PNG the studio exported: its recipe's model and settings come back, ready to Generate.
+
+read_recipe -> settings_from_recipe -> the checkpoint it names (opened if another is loaded) -> the panels.
+A PNG without a recipe, or whose checkpoint cannot be found, changes nothing and says why in one message.
+What the panels cannot show exactly (an explicit timestep list, thresholding parameters, ...) is kept as the
+recipe's own sampler settings for as long as the sampler panel is left as the recipe set it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..core.bundled import bundled_by_name
+from ..core.recipe import RecipeError, describe_recipe, read_recipe, settings_from_recipe
+
+
+def open_recipe_png(window, path: str | os.PathLike) -> bool:
+    """Restore the recipe in ``path`` into ``window``; False (with a message, nothing changed) if it cannot."""
+    name = Path(path).name
+    try:
+        recipe = read_recipe(path)
+        settings, _ = settings_from_recipe(recipe)
+    except RecipeError as exc:
+        window.show_error(str(exc))
+        return False
+    if not _open_recipe_model(window, recipe, name):
+        return False
+    classifier = (recipe.get("classifier") or {}).get("checkpoint")
+    if settings.guidance.kind == "classifier" and classifier and _exists(classifier):
+        window.classifiers.add_source(classifier)
+        window.refresh_classifier()
+    window.apply_settings(settings, exact_sampler=True)
+    if recipe.get("batch_index") is not None:
+        window.presenter.focused = 0   # the run makes this one sample
+    step = recipe.get("step")
+    window.show_step_after_run = step if isinstance(step, int) and 0 < step < len(recipe["timesteps"]) else None
+    differences = _differences(window, settings)
+    if differences:
+        window.show_error(f"{name}: {'; '.join(differences)}, so Generate may not make the same pixels")
+    else:
+        window.error_banner.hide()
+    where = f" and go to step {step}" if window.show_step_after_run else ""
+    window.status_label.setText(f"opened the recipe of {name}: press Generate{where} to make it again")
+    window.status_label.setToolTip(describe_recipe(recipe))
+    return True
+
+
+def _exists(source: str) -> bool:
+    return os.path.exists(source) or (bundled_by_name(source) is not None and bundled_by_name(source).path.is_file())
+
+
+def _same_source(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+
+def _open_recipe_model(window, recipe: dict, name: str) -> bool:
+    """Make the recipe's model the open one; False with a message if it cannot be found or opened."""
+    model = recipe["model"]
+    sha256 = model.get("sha256")
+    checkpoint = recipe.get("checkpoint")
+    card = window.card
+    if card is not None and (_same_source(checkpoint, window.source) or (sha256 and card.sha256 == sha256)):
+        return True
+    if not checkpoint:
+        window.show_error(f"{name} was made with the model {model.get('name')!r}, which is not open, and its "
+                          "recipe does not say where the checkpoint is: open that checkpoint first, then the PNG")
+        return False
+    if not _exists(checkpoint):
+        window.show_error(f"{name} was made with the checkpoint {checkpoint}, which is not there (moved or deleted?): "
+                          "open that model yourself, then the PNG again. Nothing was changed")
+        return False
+    if not window.open_checkpoint(checkpoint):
+        return False   # open_checkpoint said why; the model and settings are as they were
+    if sha256 and window.card.sha256 and window.card.sha256 != sha256:
+        window.status_label.setText(f"note: {checkpoint} has changed since {name} was made")
+    return True
+
+
+def _differences(window, settings) -> list[str]:
+    """What the window will not run as the recipe says (options this model or machine cannot take)."""
+    try:
+        now = window.current_settings()
+    except Exception as exc:  # noqa: BLE001 -- a setting the panels refuse is itself the difference
+        return [str(exc)]
+    out = []
+    if now.sampler != settings.sampler:
+        out.append("the sampler settings could not all be restored")
+    if now.class_label != settings.class_label:
+        out.append(f"class {settings.class_label!r} is not available")
+    if now.guidance != settings.guidance:
+        out.append(f"{settings.guidance.kind.replace('_', '-')} guidance is not available")
+    if now.seed != settings.seed or now.batch_size != settings.batch_size:
+        out.append("its seed or batch size does not fit the seed panel")
+    if (now.device, now.dtype) != (device_choice(settings.device), settings.dtype):
+        out.append(f"it ran on {settings.device} in {settings.dtype}, which this machine does not offer")
+    return out
+
+
+def device_choice(device: str) -> str:
+    """The device combo's entry for a recorded device ("cuda:1" -> "cuda")."""
+    return "cuda" if str(device).startswith("cuda") else str(device)
