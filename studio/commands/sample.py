@@ -40,10 +40,6 @@ TRAJECTORY_FILE = "trajectory.npz"
 ANIMATION_FILES = {"gif": "trajectory.gif", "webp": "trajectory.webp", "mp4": "trajectory.mp4"}
 
 
-def png_name(index: int) -> str:
-    return f"sample_{index:05d}.png"
-
-
 UNCONDITIONAL = "none"
 
 
@@ -177,15 +173,6 @@ def _note(message: str, layout) -> None:
         print(f"note: {message}", file=sys.stderr)
 
 
-def _recorded_source(source: str) -> str:
-    """Bundled names stay names; files are recorded by absolute path."""
-    from studio.core.bundled import bundled_by_name
-
-    if bundled_by_name(source) is not None and not Path(source).exists():
-        return source
-    return str(Path(source).resolve())
-
-
 def _sampler_settings(args, card, base):
     from studio.core.errors import SettingsError
     from studio.core.samplers import sampler_settings
@@ -242,7 +229,7 @@ def plan(args, layout) -> SampleJob:
     from studio.core.engine import class_labels_for, resolve_device, resolve_dtype
     from studio.core.errors import SettingsError
     from studio.core.export import AnimationOptions, ensure_folder
-    from studio.core.recipe import read_recipe, settings_from_recipe
+    from studio.core.recipe import read_recipe, recorded_source, settings_from_recipe
     from studio.core.settings import RunSettings
 
     from studio.core.models.fixed_batch import DEFAULT_MODEL_BATCH, FixedBatchClassifier, FixedBatchDenoiser
@@ -327,8 +314,8 @@ def plan(args, layout) -> SampleJob:
     return SampleJob(
         model=FixedBatchDenoiser(denoiser, model_batch),
         classifier=FixedBatchClassifier(classifier, model_batch) if classifier is not None else None,
-        settings=settings, num_samples=num_samples, out=out, checkpoint=_recorded_source(source),
-        classifier_source=_recorded_source(classifier_source) if classifier_source else None,
+        settings=settings, num_samples=num_samples, out=out, checkpoint=recorded_source(source),
+        classifier_source=recorded_source(classifier_source) if classifier_source else None,
         model_batch=model_batch, trajectory=args.trajectory, animations=animations, animation_options=options,
         png_scale=args.png_scale, progress=args.progress,
         recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
@@ -351,24 +338,16 @@ class SampledPart:
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """One engine run: ``positions`` into the process's sample indices, after ``lead`` samples made only so that
-    'cycle' gives each sample its own class (the engine cycles from the start of a run, so a run starts at a
-    sample index that is a multiple of K; the lead samples' results are dropped)."""
+    """One engine run: ``positions`` into the process's sample indices."""
 
     positions: range
-    lead: int = 0
 
 
-def work_units(indices: list[int], batch: int, class_label, num_classes: int) -> list[WorkUnit]:
-    """Batches of ``batch`` consecutive samples; with 'cycle' each run is led in from a multiple of K."""
+def work_units(indices: list[int], batch: int) -> list[WorkUnit]:
+    """Batches of ``batch`` consecutive samples (the engine gives each its own class under 'cycle', by seed)."""
     if indices and list(indices) != list(range(indices[0], indices[0] + len(indices))):
         raise ValueError("a process's sample indices must be consecutive")
-    units = []
-    for start in range(0, len(indices), batch):
-        positions = range(start, min(start + batch, len(indices)))
-        lead = indices[start] % num_classes if class_label == "cycle" else 0
-        units.append(WorkUnit(positions, lead))
-    return units
+    return [WorkUnit(range(start, min(start + batch, len(indices)))) for start in range(0, len(indices), batch)]
 
 
 def _numpy(tensor) -> np.ndarray:
@@ -395,7 +374,7 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool) -> SampledPa
 
     from studio.core.engine import Run
     from studio.core.export import image_pixels
-    from studio.core.recipe import recipe_for_sample, write_png
+    from studio.core.recipe import recipe_for_sample, sample_png_name, write_png
 
     card = job.card
     settings = job.settings
@@ -407,36 +386,34 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool) -> SampledPa
     x0_pred = np.zeros((num_steps, count, *shape), dtype=np.float32) if job.keeps_frames else None
     labels: list[int] | None = None
     record: dict = {}
-    units = work_units(list(indices), settings.batch_size, settings.class_label, len(card.class_names))
+    units = work_units(list(indices), settings.batch_size)
     with tqdm(total=len(units) * num_steps, desc="sampling", unit="step", file=sys.stderr,
               disable=not progress, dynamic_ncols=True) as bar:
         for unit in units:
-            first = indices[unit.positions[0]] - unit.lead
-            seeds = [settings.seed + first + k for k in range(unit.lead + len(unit.positions))]
+            seeds = [settings.seed + indices[p] for p in unit.positions]
             run = Run(job.model, settings.replace(batch_size=len(seeds)), seeds=seeds, classifier=job.classifier)
             where = np.asarray(unit.positions)
-            mine = slice(unit.lead, None)   # the run's rows that are this unit's samples
             x = run.x_T
             if x_t is not None:
-                x_t[0, where] = _numpy(x[mine])
+                x_t[0, where] = _numpy(x)
             for step in run:
                 x = step.x_t
                 if x_t is not None:
-                    x_t[step.index + 1, where] = _numpy(step.x_t[mine])
-                    x0_pred[step.index, where] = _numpy(step.x0_pred[mine])
+                    x_t[step.index + 1, where] = _numpy(step.x_t)
+                    x0_pred[step.index, where] = _numpy(step.x0_pred)
                 bar.update(1)
-            samples[where] = _numpy(x[mine])
+            samples[where] = _numpy(x)
             unit_record = recipe_record(job, run.record())
             record = record or unit_record
             if run.class_labels is not None:
                 labels = labels if labels is not None else [0] * count
-                for p, value in zip(unit.positions, run.class_labels[unit.lead:]):
+                for p, value in zip(unit.positions, run.class_labels):
                     labels[p] = int(value)
             if card.data_kind == "image":
                 pixels = image_pixels(samples[where], card.value_range)
                 for j, p in enumerate(unit.positions):
-                    recipe = recipe_for_sample(unit_record, unit.lead + j, sample_index=indices[p])
-                    write_png(job.out / png_name(indices[p]), pixels[j], recipe, scale=job.png_scale)
+                    recipe = recipe_for_sample(unit_record, j, sample_index=indices[p])
+                    write_png(job.out / sample_png_name(indices[p]), pixels[j], recipe, scale=job.png_scale)
     return SampledPart(list(indices), samples, labels, x_t, x0_pred, record)
 
 
@@ -502,11 +479,12 @@ def _animation_frames(job: SampleJob, part: SampledPart, timesteps):
 def write_outputs(job: SampleJob, part: SampledPart, processes: dict | None = None) -> list[str]:
     """samples.npy, trajectory files and run.json (last) into the output folder; returns the files' names."""
     from studio.core.export import write_animation, write_json, write_npy, write_trajectory_npz
+    from studio.core.recipe import sample_png_name
 
     out = job.out
     files = [SAMPLES_FILE]
     if job.card.data_kind == "image":
-        files += [png_name(i) for i in part.indices]
+        files += [sample_png_name(i) for i in part.indices]
     if job.trajectory:
         files.append(TRAJECTORY_FILE)
     files += list(job.animations.values())

@@ -29,6 +29,20 @@ _REQUIRED = ("format", "settings", "seed", "model", "timesteps")
 _PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "data")
 
 
+def sample_png_name(index: int) -> str:
+    """The file name of sample ``index`` of a run, as the CLI and the window write it."""
+    return f"sample_{index:05d}.png"
+
+
+def recorded_source(source: str) -> str:
+    """How a recipe names its checkpoint: bundled names stay names, files become absolute paths."""
+    from .bundled import bundled_by_name
+
+    if bundled_by_name(source) is not None and not Path(source).exists():
+        return source
+    return str(Path(source).resolve())
+
+
 class RecipeError(SettingsError):
     """A file carries no studio recipe, or a damaged one; the message names the file."""
 

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..commands.sample import png_name
 from ..core.errors import SettingsError
 from ..core.export import (AnimationOptions, ExportError, animation_frames, ensure_folder, grid_frames,
                            upscale_factor, write_animation, write_trajectory_npz)
-from ..core.recipe import recipe_for_run, recipe_for_sample, write_png
+from ..core.recipe import recipe_for_run, recipe_for_sample, sample_png_name, write_png
 from ..core.trajectory import TrajectoryStore
 from .float_trajectory import FloatTrajectory
 
@@ -90,7 +89,7 @@ def write_every_sample_png(folder: str | os.PathLike, view: RunView, step: int) 
     """sample_NNNNN.png for every sample of the batch (NNNNN: its index, seed = run seed + NNNNN), as
     ``studio sample`` names them. Each file is whole or absent; a failure stops at the file it names."""
     folder = ensure_folder(folder)
-    return [write_sample_png(folder / png_name(index), view, step, index) for index in range(view.batch_size)]
+    return [write_sample_png(folder / sample_png_name(index), view, step, index) for index in range(view.batch_size)]
 
 
 def write_grid_png(path: str | os.PathLike, view: RunView, step: int) -> Path:

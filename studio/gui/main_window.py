@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from ..core.bundled import DEFAULT_MODEL, bundled_by_name
 from ..core.errors import StudioError
 from ..core.models.fixed_batch import DEFAULT_MODEL_BATCH
+from ..core.recipe import recorded_source
 from ..core.settings import RunSettings
 from . import persistence
 from .classifiers import ClassifierChoice
@@ -423,7 +424,7 @@ class MainWindow(QMainWindow):
             except StudioError as exc:
                 self.show_error(str(exc))
                 return
-            options["record_extra"]["classifier"] = {"checkpoint": _recorded_source(source),
+            options["record_extra"]["classifier"] = {"checkpoint": recorded_source(source),
                                                      "name": options["classifier"].card.name,
                                                      "sha256": options["classifier"].card.sha256}
         self.error_banner.hide()
@@ -449,7 +450,7 @@ class MainWindow(QMainWindow):
         extra = {"model_batch": 0, "data": {"kind": card.data_kind, "shape": list(card.data_shape),
                                              "value_range": list(card.value_range)}}
         if self.source is not None:
-            extra["checkpoint"] = _recorded_source(self.source)
+            extra["checkpoint"] = recorded_source(self.source)
         return extra
 
     def cancel(self) -> None:
@@ -594,8 +595,3 @@ class MainWindow(QMainWindow):
             self.open_path(urls[0].toLocalFile())
 
 
-def _recorded_source(source: str) -> str:
-    """How a recipe names a checkpoint: bundled names stay names, files become absolute paths (as the CLI)."""
-    if bundled_by_name(source) is not None and not os.path.exists(source):
-        return source
-    return str(Path(source).resolve())

@@ -309,11 +309,9 @@ def test_bad_input_is_one_error_line_and_exit_2(models, tmp_path, case):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_cycle_runs_start_at_a_multiple_of_the_class_count():
-    units = sample_command.work_units(list(range(13, 21)), 4, "cycle", 10)
-    assert [(list(u.positions), u.lead) for u in units] == [([0, 1, 2, 3], 3), ([4, 5, 6, 7], 7)]
-    plain = sample_command.work_units(list(range(13, 21)), 3, 1, 10)
-    assert [(list(u.positions), u.lead) for u in plain] == [([0, 1, 2], 0), ([3, 4, 5], 0), ([6, 7], 0)]
+def test_work_units_are_consecutive_batches():
+    units = sample_command.work_units(list(range(13, 21)), 3)
+    assert [list(u.positions) for u in units] == [[0, 1, 2], [3, 4, 5], [6, 7]]
 
 
 def test_choices_match_the_core():

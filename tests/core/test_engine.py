@@ -245,3 +245,41 @@ def test_wrong_tensor_shapes():
         Run(denoiser, RunSettings(), x_T=torch.zeros(1, 3, 4, 4))
     with pytest.raises(SettingsError, match=r"x_t must have shape \(batch, 2, 4, 4\)"):
         denoiser.predict(torch.zeros(1, 2, 8, 8), 10)
+
+
+def test_cycle_follows_the_sample_not_its_place_in_the_batch():
+    denoiser = _conditional_denoiser()
+    run = Run(denoiser, RunSettings(sampler=DDIMSettings(steps=2), seed=10, class_label="cycle"), seeds=[14, 15])
+    assert run.class_labels == [1, 2]   # samples 4 and 5 of the job starting at seed 10: classes 4%3 and 5%3
+
+
+def test_ddim_rederives_eps_from_clipped_x0_exactly_when_guided():
+    denoiser = _conditional_denoiser()
+
+    def resolved(guidance, **ddim):
+        run = Run(denoiser, RunSettings(sampler=DDIMSettings(steps=2, **ddim), class_label=1, guidance=guidance))
+        return run.sampler.use_clipped_model_output
+
+    assert resolved(GuidanceSettings("none")) is False
+    assert resolved(GuidanceSettings("classifier_free", 1.0)) is False   # scale 1: plain conditional
+    assert resolved(GuidanceSettings("classifier_free", 3.0)) is True
+    assert resolved(GuidanceSettings("classifier_free", 3.0), use_clipped_model_output=False) is False
+
+
+def test_model_batch_makes_a_real_network_batch_invariant_bit_for_bit():
+    from studio.core.models.networks import build_network
+
+    torch.manual_seed(0)
+    network = build_network({"name": "unet", "config": {"image_size": 8, "in_channels": 1, "base_channels": 16,
+                                                        "channel_mult": [1, 2], "num_res_blocks": 1,
+                                                        "attention_resolutions": [4], "norm_groups": 8}})
+    with torch.no_grad():   # random, non-trivial weights
+        for parameter in network.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    card = ModelCard(name="u", data_shape=(1, 8, 8), architecture={"name": "unet", "config": network.config})
+    denoiser = NetworkDenoiser(lambda x, t, y: network(x, t, y), card, module=network)
+    sampler = DDIMSettings(steps=5, eta=0.5)
+    batch = sample_final(denoiser, RunSettings(sampler=sampler, seed=3, batch_size=6, model_batch=4))
+    for i in range(6):
+        alone = sample_final(denoiser, RunSettings(sampler=sampler, seed=3 + i, model_batch=4))
+        assert torch.equal(alone[0], batch[i])

@@ -41,7 +41,8 @@ class DDIMSettings(SamplerSettings):
     eta: float = 0.0
     variance: str = "eta"                    # "eta" (eq. 16) or "sigma_hat" (App. D.3)
     set_alpha_to_one: bool = True
-    use_clipped_model_output: bool = False   # re-derive eps from the clipped x0 (GLIDE, improved-diffusion)
+    # re-derive eps from the clipped x0 (GLIDE, improved-diffusion); None: on exactly when guidance is on
+    use_clipped_model_output: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,6 +51,9 @@ class DDIMSettings(SamplerSettings):
         object.__setattr__(self, "eta", float(self.eta))
         if self.variance not in DDIM_VARIANCES:
             raise SettingsError(f"variance must be one of {', '.join(DDIM_VARIANCES)}, got {self.variance!r}")
+        if self.use_clipped_model_output not in (None, True, False):
+            raise SettingsError(
+                f"use_clipped_model_output must be true, false or null, got {self.use_clipped_model_output!r}")
 
     @property
     def deterministic(self) -> bool:
@@ -77,20 +81,23 @@ def ddim_sample(
     final = 1.0 if set_alpha_to_one else float(schedule.alpha_bar32[0])
     c = ddim_coefficients(schedule, timesteps, eta, final)
     sigma_key, direction_key = ("sigma", "direction") if variance == "eta" else ("sigma_hat", "direction_hat")
+    sqrt_alpha_bar_prev, direction, sigmas = c["sqrt_alpha_bar_prev"], c[direction_key], c[sigma_key]
+    rederive_eps = bool(use_clipped_model_output) and clip.active
+    ts = [int(t) for t in timesteps]   # Python ints once, not a numpy scalar conversion per step
+    num_steps = len(ts)
     x = x_T
-    num_steps = len(timesteps)
-    for index in range(num_steps):
-        t = int(timesteps[index])
-        t_prev = int(timesteps[index + 1]) if index + 1 < num_steps else -1
+    for index, t in enumerate(ts):
+        last = index == num_steps - 1
+        t_prev = -1 if last else ts[index + 1]
         pred = predict(x, t)
         x0 = clip(pred.x0)
         eps = pred.eps
-        if use_clipped_model_output and clip.active:
+        if rederive_eps:
             eps = eps_from_x0(x, x0, *schedule.sqrt_terms(t))
-        x = c["sqrt_alpha_bar_prev"][index] * x0 + c[direction_key][index] * eps
+        x = sqrt_alpha_bar_prev[index] * x0 + direction[index] * eps
         # diffusers draws at every step when eta > 0 (the last one included); sigma-hat adds none at the end
-        add_noise = eta > 0.0 if variance == "eta" else index < num_steps - 1
-        sigma = c[sigma_key][index] if add_noise else 0.0
+        add_noise = eta > 0.0 if variance == "eta" else not last
+        sigma = sigmas[index] if add_noise else 0.0
         if add_noise:
             x = x + sigma * noise.draw()
         yield Step(index, num_steps, t, t_prev, x, x0, eps, sigma)

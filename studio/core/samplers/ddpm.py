@@ -68,17 +68,20 @@ def ddpm_sample(
     clip: X0Clip = X0Clip(),
 ) -> Iterator[Step]:
     c = ddpm_coefficients(schedule, timesteps)
+    coef_x0, coef_xt = c["coef_x0"], c["coef_xt"]
+    fixed_std = {"fixed_small": c["std_fixed_small"], "fixed_large": c["std_fixed_large"]}.get(variance_type)
+    ts = [int(t) for t in timesteps]   # Python ints once, not a numpy scalar conversion per step
+    num_steps = len(ts)
     x = x_T
-    num_steps = len(timesteps)
-    for index in range(num_steps):
-        t = int(timesteps[index])
-        t_prev = int(timesteps[index + 1]) if index + 1 < num_steps else -1
+    for index, t in enumerate(ts):
+        last = index == num_steps - 1
+        t_prev = -1 if last else ts[index + 1]
         pred = predict(x, t)
         x0 = clip(pred.x0)
-        x_next = c["coef_x0"][index] * x0 + c["coef_xt"][index] * x
+        x_next = coef_x0[index] * x0 + coef_xt[index] * x
         noise_std = 0.0
-        if index < num_steps - 1:  # the last step returns the mean: it is the sample
-            std = _std(variance_type, c, index, pred.var_values)
+        if not last:  # the last step returns the mean: it is the sample
+            std = fixed_std[index] if fixed_std is not None else _std(variance_type, c, index, pred.var_values)
             x_next = x_next + std * noise.draw()
             noise_std = std if isinstance(std, float) else float(std.mean())
         x = x_next
