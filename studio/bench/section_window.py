@@ -1,0 +1,138 @@
+"""Section 3: a run in the window (worker thread, live previews, store, painting) against the same settings
+run headless in a thread of its own; the longest stall of the GUI event loop during the window's runs; the
+time to show a stored step when scrubbing (set the timeline, repaint the window); resident memory over
+repeated window runs."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from ..core.engine import Run
+from ..core.samplers import DDIMSettings
+from ..core.settings import CLASS_CYCLE, GuidanceSettings
+from .process_memory import resident_mib
+from .qt_setup import application
+from .section_engine import drain
+from .table import Row
+from .timing import describe, median, paired_ratio
+from .workspace import Workspace
+
+RATIO_GOAL = 1.05
+STALL_GOAL_MS = 50.0
+SCRUB_GOAL_MS = 16.0
+GROWTH_GOAL_MIB = 1.0   # "no growth": at most this much per run, allocator noise
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def _headless_run(denoiser, settings) -> float:
+    """Seconds of a run with no previews, in a fresh thread as the window's worker runs (each thread has its own
+    OpenMP team; a main thread that samples after a worker thread has can be many times slower when busy)."""
+    elapsed = []
+
+    def run():
+        started = time.perf_counter()
+        drain(Run(denoiser, settings))
+        elapsed.append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return elapsed[0]
+
+
+class WindowBench:
+    """The studio window, offscreen, on the digits model with the bench's settings in its panels."""
+
+    def __init__(self, ws: Workspace):
+        self.app = application(ws.folder / "qsettings")
+        from ..gui.main_window import MainWindow
+        from .gap_probe import GapProbe
+
+        sizes = ws.sizes
+        self.window = MainWindow(open_default=False)
+        self.window.set_model(ws.digits, "digits")
+        self.window.sampler_panel.apply(DDIMSettings(steps=sizes.window_steps), GuidanceSettings(), CLASS_CYCLE)
+        self.window.seed_panel.apply(0, sizes.digits_batch)
+        self.window.model_panel.set_device("cpu", "float32")
+        self.window.show()
+        self.app.processEvents()
+        self.settings = self.window.current_settings()
+        self.probe = GapProbe()
+
+    def run(self) -> tuple[float, float]:
+        """Generate and wait for the run to end: (seconds, longest event-loop stall in ms)."""
+        from PySide6.QtCore import QEventLoop
+
+        loop = QEventLoop()
+        self.window.run_finished.connect(loop.quit)
+        self.probe.start()
+        started = time.perf_counter()
+        self.window.generate()
+        loop.exec()
+        elapsed = time.perf_counter() - started
+        stall = self.probe.stop()
+        self.window.run_finished.disconnect(loop.quit)
+        self.app.processEvents()
+        return elapsed, stall
+
+    def scrub(self, count: int) -> list[float]:
+        """Milliseconds to show each of ``count`` random stored steps: set the timeline, repaint everything."""
+        store = self.window.presenter.store
+        shown = []
+        for index in random.Random(0).choices(range(store.steps_done), k=count):
+            started = time.perf_counter()
+            self.window.timeline.set_step(index)
+            self.window.repaint()   # paint now, not when the event loop gets to it
+            shown.append((time.perf_counter() - started) * 1e3)
+        return shown
+
+    def close(self) -> None:
+        self.window.close()
+        self.window.deleteLater()
+        self.app.processEvents()
+
+
+def rows(ws: Workspace, section: int = 3) -> list[Row]:
+    from .gap_probe import PROBE_INTERVAL_MS
+
+    sizes = ws.sizes
+    bench = WindowBench(ws)
+    _, first_stall = bench.run()   # warm-up: first paints, caches
+    _headless_run(ws.digits, bench.settings)
+    seconds = {"window": [], "headless": []}
+    stalls, resident = [], []
+    for round_ in range(sizes.window_repeats):
+        if round_ % 2:   # alternate which goes first, as side_by_side does
+            seconds["headless"].append(_headless_run(ws.digits, bench.settings))
+        elapsed, stall = bench.run()
+        seconds["window"].append(elapsed)
+        stalls.append(stall)
+        if not round_ % 2:
+            seconds["headless"].append(_headless_run(ws.digits, bench.settings))
+        resident.append(resident_mib())
+    scrub_ms = bench.scrub(sizes.scrub_samples)
+    bench.close()
+
+    name = f"digits UNet b{sizes.digits_batch} · DDIM {sizes.window_steps} steps"
+    out = [
+        Row(section, f"window run / headless run · {name}", paired_ratio(seconds, "window", "headless"),
+            "x", RATIO_GOAL, detail=describe(seconds, "window", "headless"), extra={"seconds": seconds}),
+        Row(section, "longest GUI event-loop stall during a window run", max(stalls), "ms", STALL_GOAL_MS,
+            detail=f"{PROBE_INTERVAL_MS} ms timer probe; per run {', '.join(f'{s:.0f}' for s in stalls)} ms "
+                   f"(first run, not counted: {first_stall:.0f} ms)", extra={"stalls_ms": stalls}),
+        Row(section, "show a stored step when scrubbing (p95)", _percentile(scrub_ms, 0.95), "ms", SCRUB_GOAL_MS,
+            detail=f"timeline set + full window repaint, {len(scrub_ms)} random steps: median "
+                   f"{median(scrub_ms):.1f} ms, max {max(scrub_ms):.1f} ms", extra={"scrub_ms": scrub_ms}),
+    ]
+    if len(resident) >= 2:
+        growth = median([b - a for a, b in zip(resident, resident[1:])])   # a one-off first growth is no leak
+        out.append(Row(section, "median resident memory growth per repeated window run", growth, "MiB", GROWTH_GOAL_MIB,
+                       detail=f"RSS after each run: {', '.join(f'{r:.0f}' for r in resident)} MiB",
+                       extra={"resident_mib": resident}))
+    return out

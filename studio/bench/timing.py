@@ -1,0 +1,39 @@
+"""Side-by-side timing: candidates run in turn, round after round (the order reversed every other round), so
+load from elsewhere and drifts in clock speed hit all of them alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def side_by_side(candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each candidate per round; ``warmup`` untimed rounds first (first-call costs, caches)."""
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+    seconds: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    for round_ in range(repeats):
+        for name in (names if round_ % 2 == 0 else names[::-1]):
+            started = time.perf_counter()
+            candidates[name]()
+            seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def paired_ratio(seconds: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of numerator / denominator measured in the same round: what the two are made to do
+    differs, not when they ran."""
+    return median([a / b for a, b in zip(seconds[numerator], seconds[denominator])])
+
+
+def describe(seconds: dict[str, list[float]], *names: str) -> str:
+    """'engine 1.23 s · bare 1.20 s (medians of 5)'."""
+    parts = [f"{name} {median(seconds[name]):.3g} s" for name in names]
+    return " · ".join(parts) + f" (medians of {len(seconds[names[0]])})"

@@ -1,0 +1,63 @@
+"""The benchmark runs and writes a well-formed table. Nothing here times anything: speed is what the bench
+reports, never what a test asserts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+from studio.bench.runner import main, parse_sections
+from studio.bench.table import Row, format_table
+
+ROW_KEYS = {"section", "name", "value", "unit", "goal", "at_most", "detail", "extra", "met"}
+
+
+def _check_document(document: dict, sections: set[int]) -> None:
+    assert set(document) == {"command", "machine", "seconds", "sections", "rows"}
+    assert {"cpu", "cores", "torch", "load_average_1min_at_start", "load_average_1min_at_end"} <= set(document["machine"])
+    rows = document["rows"]
+    assert {row["section"] for row in rows} == sections
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert not row["extra"].get("failed"), row["detail"]
+        assert row["value"] is None or math.isfinite(row["value"])
+        assert row["met"] in (True, False, None)
+        if row["goal"] is not None and row["value"] is not None:
+            assert row["met"] == (row["value"] <= row["goal"] if row["at_most"] else row["value"] >= row["goal"])
+
+
+def test_quick_bench_writes_every_headless_section(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["--quick", "--sections", "1,2,4,5,7", "--json", str(path)]) == 0
+    document = json.loads(path.read_text())
+    _check_document(document, {1, 2, 4, 5, 7})
+    names = [row["name"] for row in document["rows"]]
+    assert sum(name.startswith("engine / bare loop") for name in names) == 4   # DDPM and DDIM, two models
+    assert any("DDIMPipeline" in name for name in names) and any("DDPMPipeline" in name for name in names)
+    assert all(row["extra"]["max_difference"] <= 1e-4 for row in document["rows"] if "Pipeline" in row["name"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("| # | measure | value | goal | met | detail |")
+    assert printed.count("\n| ") == len(document["rows"])   # one table line per row, after the header
+
+
+def test_table_rows_stay_on_one_line_and_say_whether_the_goal_is_met():
+    rows = [Row(1, "ratio", 1.01, "x", 1.02, detail="a | b\nc"), Row(4, "bytes", 3.0, "x", 1.1),
+            Row(6, "no goal", 2.0, "s"), Row(7, "skipped", None, detail="skipped: no CUDA device")]
+    table = format_table(rows).splitlines()
+    assert len(table) == 2 + len(rows)
+    assert table[2].endswith("| yes | a \\| b c |")
+    assert "| NO |" in table[3]
+    assert [row.met for row in rows] == [True, False, None, None]
+
+
+@pytest.mark.parametrize("text", ["", "0", "8", "1,x"])
+def test_sections_must_be_numbers_one_to_seven(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_sections(text)
+
+
+def test_sections_are_sorted_without_repeats():
+    assert parse_sections("3, 1,3") == [1, 3]

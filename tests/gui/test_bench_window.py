@@ -1,0 +1,21 @@
+"""The benchmark's window sections run and report on tiny settings (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from studio.bench.runner import main
+
+
+def test_quick_window_and_startup_sections(tmp_path):
+    path = tmp_path / "bench.json"
+    assert main(["--quick", "--sections", "3,6", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert {row["section"] for row in rows} == {3, 6}
+    assert not any(row["extra"].get("failed") for row in rows), [row["detail"] for row in rows]
+    names = " / ".join(row["name"] for row in rows)
+    for expected in ("window run / headless run", "GUI event-loop stall", "scrubbing", "command to a painted window",
+                     "command to the studio window"):
+        assert expected in names
+    assert all(row["value"] is None or math.isfinite(row["value"]) for row in rows)
