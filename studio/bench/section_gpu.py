@@ -44,7 +44,7 @@ def _preview_rows(ws: Workspace, section: int) -> list[Row]:
 
     def side_stream():
         run = Run(denoiser, settings)
-        previews = SideStreamPreviews(run.device, card.value_range)
+        previews = SideStreamPreviews(run.device, card.data_kind, card.value_range)
         for step in run:
             previews.submit(step)
             previews.ready()
