@@ -65,38 +65,27 @@ def recipe_for_sample(run_record: dict, batch_index: int, sample_index: int | No
         settings["class_label"] = label       # a batch of one would otherwise cycle back to class 0
     seed = int(seeds[batch_index])
     settings.update(seed=seed, batch_size=1, device=run_record.get("device", settings.get("device", "auto")))
-    recipe = {
-        "format": RECIPE_FORMAT,
-        "version": RECIPE_VERSION,
-        "studio_version": run_record.get("studio_version"),
-        "model": dict(run_record["model"]),
-        "settings": settings,
-        "seed": seed,
-        "run_seed": run_record["settings"].get("seed"),
-        "batch_index": int(batch_index if sample_index is None else sample_index),
-        "class_label": label,
-        "timesteps": [int(t) for t in run_record["timesteps"]],
-        "device": run_record.get("device"),
-        "dtype": run_record.get("dtype"),
-    }
-    recipe.update({key: run_record[key] for key in _PASSED_THROUGH if key in run_record})
-    return recipe
+    return _recipe(run_record, settings, seed=seed, run_seed=run_record["settings"].get("seed"),
+                   batch_index=int(batch_index if sample_index is None else sample_index), class_label=label)
 
 
 def recipe_for_run(run_record: dict) -> dict:
     """The recipe of a whole run (for a grid PNG): its own seed and batch size, ``batch_index`` null."""
     settings = dict(run_record["settings"])
     settings["device"] = run_record.get("device", settings.get("device", "auto"))
+    return _recipe(run_record, settings, seed=settings["seed"], run_seed=settings["seed"], batch_index=None,
+                   class_label=settings.get("class_label"))
+
+
+def _recipe(run_record: dict, settings: dict, **which) -> dict:
+    """The fields every recipe has, plus ``which`` (seed, run_seed, batch_index, class_label)."""
     recipe = {
         "format": RECIPE_FORMAT,
         "version": RECIPE_VERSION,
         "studio_version": run_record.get("studio_version"),
         "model": dict(run_record["model"]),
         "settings": settings,
-        "seed": settings["seed"],
-        "run_seed": settings["seed"],
-        "batch_index": None,
-        "class_label": settings.get("class_label"),
+        **which,
         "timesteps": [int(t) for t in run_record["timesteps"]],
         "device": run_record.get("device"),
         "dtype": run_record.get("dtype"),
