@@ -48,6 +48,10 @@ def _load(module_name: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--smoke-test":   # hidden: open the window offscreen, generate once, exit (packaging/)
+        from .gui.smoke import main as smoke_main
+
+        return smoke_main(argv[1:])
     if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
         from .gui.app import main as gui_main  # the window: `studio` or `studio PATH`
 
