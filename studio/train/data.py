@@ -79,7 +79,7 @@ def load_digits(image_size: int | None = None) -> TrainData:
     try:
         from sklearn.datasets import load_digits as sklearn_digits  # optional extra: only when asked for
     except ImportError:
-        raise SettingsError("the digits dataset needs scikit-learn: pip install 'sampling-studio[train]'") from None
+        raise SettingsError("the digits dataset needs scikit-learn: pip install scikit-learn (the studio's train extra)") from None
     bunch = sklearn_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 8.0 - 1.0)[:, None]   # (N, 1, 8, 8)
     size = image_size or 8

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ImportError as exc:  # scikit-learn is the optional "train" extra
         print(f"error: the quality measurement needs {exc.name or 'scikit-learn'}: "
-              "pip install 'sampling-studio[train]'", file=sys.stderr)
+              "pip install scikit-learn (the studio's train extra)", file=sys.stderr)
         return 2
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:

@@ -23,7 +23,7 @@ from .common import (complete_card, fail, fit_weights, load_pickled_weights, one
                      state_summary, tensor_dict)
 
 UNET_CLASS = "UNet2DModel"
-INSTALL_HINT = "pip install 'sampling-studio[diffusers]'"
+INSTALL_HINT = "pip install diffusers (the studio's diffusers extra)"
 SCHEDULER_FIELDS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas",
                     "prediction_type", "variance_type", "clip_sample", "clip_sample_range")
 # diffusers variances the studio computes the same way under its own name
