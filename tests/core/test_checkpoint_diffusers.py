@@ -249,7 +249,7 @@ def test_without_diffusers_the_message_says_how_to_add_it(folders, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` fail
     path = folders["pipeline"][0]
     assert read_card(path).format == "diffusers"  # the card needs no diffusers
-    with pytest.raises(CheckpointError, match=r"needs the diffusers package: pip install 'sampling-studio\[diffusers"):
+    with pytest.raises(CheckpointError, match=r"needs the diffusers package: pip install diffusers"):
         open_checkpoint(path)
 
 
