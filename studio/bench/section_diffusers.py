@@ -13,7 +13,8 @@ import sys
 
 import torch
 
-from ..core.engine import Acceleration, Run, accelerate
+from ..core.acceleration import Acceleration, accelerate, current
+from ..core.engine import Run
 from ..core.samplers import DDIMSettings, DDPMSettings
 from ..core.settings import RunSettings
 from . import models
@@ -82,8 +83,10 @@ def compare(ws: Workspace, sampler, pipe, variants: dict, section: int) -> list[
         synchronise(device)
 
     def engine_run(label, denoiser):
+        network = settings.replace(network=current(denoiser))   # the mode set up for it (Run would undo another)
+
         def run():
-            x = drain(Run(denoiser, settings))
+            x = drain(Run(denoiser, network))
             results[label] = (x / 2 + 0.5).clamp(0, 1)   # what the pipeline returns for output_type="pt"
             synchronise(device)
         return run

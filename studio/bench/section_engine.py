@@ -1,11 +1,20 @@
 """Section 1: the engine against a bare loop of the same model calls (same model, steps, batch, device).
 
-Two measures: the ratio of whole runs (what a user sees, but within the machine's noise), and the studio's
-own cost per step, measured with a network that costs nothing (exact, and small beside any real forward),
-from which ``1 + cost / forward`` gives the ratio without the noise.
+On a shared machine whole runs timed one after the other differ by more than the few per cent measured here:
+another process takes a core for a second and whichever run had it loses. So on the CPU the engine and the
+bare loop run in *lockstep*: engine step, bare model call, engine step, bare call, ... each timed on its own,
+so each step and its bare call see the same machine. A round's ratio is (constructing the run + every engine
+step) / (every bare call), and the row reports the median over rounds of these paired ratios. The bare call is
+the same network on the same shapes (x_T at the run's timesteps, the run's labels); the engine's step holds its
+own model call and everything the studio adds to it. Whole runs, interleaved, are reported beside it (what a
+user would time), and so is ``1 + cost / forward``, from the studio's own cost per step measured with a network
+that costs nothing (exact, and small beside any real forward). On a GPU a step is asynchronous: there the
+whole runs are the measure.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -39,44 +48,121 @@ def samplers(ws: Workspace, ddpm_steps: int | None = None, ddim_steps: int | Non
             DDIMSettings(steps=ddim_steps or ws.sizes.ddim_steps)]
 
 
+def lockstep_rounds(ws: Workspace) -> int:
+    """Rounds of the lockstep measure: more than the whole runs' (each is as long as one engine and one bare run)."""
+    return 2 * ws.sizes.repeats + 1
+
+
+class BareCalls:
+    """The bare loop's model calls for a run's settings: the network, x_T, labels and the t batches."""
+
+    def __init__(self, denoiser, settings: RunSettings):
+        probe = Run(denoiser, settings)   # resolves timesteps, labels and the device, and moves the model there
+        self.labels = None
+        if probe.class_labels is not None and denoiser.card.conditional:
+            self.labels = torch.tensor(probe.class_labels, dtype=torch.long, device=probe.device)
+        self.x_T = probe.x_T
+        self.timesteps = probe.timesteps
+        probe.close()
+        self.network = denoiser.network
+        batch, device = self.x_T.shape[0], self.x_T.device
+        self.t_batches = [torch.full((batch,), int(t), dtype=torch.long, device=device) for t in self.timesteps]
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    def loop(self) -> None:
+        models.bare_loop(self.network, self.x_T, self.timesteps, self.labels)
+
+
 def time_engine_and_bare_loop(denoiser, settings: RunSettings, ws: Workspace) -> tuple[dict, int]:
-    """Seconds per round of the engine and of the bare loop; and the number of steps."""
+    """Seconds per round of whole engine runs and whole bare loops, interleaved; and the number of steps."""
     device = ws.device
-    probe = Run(denoiser, settings)   # resolves timesteps, labels and the device, and moves the model there
-    labels = None
-    if probe.class_labels is not None and denoiser.card.conditional:
-        labels = torch.tensor(probe.class_labels, dtype=torch.long, device=probe.device)
-    x_T = probe.x_T
-    probe.close()
+    bare = BareCalls(denoiser, settings)
 
     def engine():
         drain(Run(denoiser, settings))
         synchronise(device)
 
-    def bare():
-        models.bare_loop(denoiser.network, x_T, probe.timesteps, labels)
+    def bare_loop():
+        bare.loop()
         synchronise(device)
 
-    return side_by_side({"engine": engine, "bare loop": bare}, ws.sizes.repeats), len(probe.timesteps)
+    return side_by_side({"engine": engine, "bare loop": bare_loop}, ws.sizes.repeats), bare.steps
 
 
-def studio_cost_per_step(ws: Workspace, sampler, batch: int) -> float:
-    """Microseconds the engine adds per step, beside a network that returns its input."""
+def lockstep(denoiser, settings: RunSettings, ws: Workspace, rounds: int) -> dict:
+    """CPU only. Per round: seconds of the engine (constructing the run + each step) and of the bare calls, each
+    step timed beside its bare call. Returns {"engine": [...], "bare loop": [...], "step_ratios": [...]}, the
+    last the median over each round's steps of (engine step / its bare call)."""
+    bare = BareCalls(denoiser, settings)
+    network, x_T, labels = bare.network, bare.x_T, bare.labels
+    clock = time.perf_counter
+    out = {"engine": [], "bare loop": [], "step_ratios": []}
+    for round_ in range(rounds + 1):   # round 0 warms up
+        started = clock()
+        run = Run(denoiser, settings)
+        engine = clock() - started
+        bare_total = 0.0
+        ratios = []
+        for t_batch in bare.t_batches:
+            a = clock()
+            next(run)
+            b = clock()
+            with torch.inference_mode():   # entered outside the timed call, as the bare loop enters it once
+                c = clock()
+                network(x_T, t_batch, labels)
+                d = clock()
+            engine += b - a
+            bare_total += d - c
+            ratios.append((b - a) / (d - c))
+        for _ in run:   # nothing is left; a run that had more steps than timesteps would show here
+            raise RuntimeError("the engine made more steps than the run's timesteps")
+        if round_:
+            out["engine"].append(engine)
+            out["bare loop"].append(bare_total)
+            out["step_ratios"].append(median(ratios))
+    return out
+
+
+def studio_cost_per_step(ws: Workspace, sampler, batch: int) -> tuple[float, str]:
+    """Microseconds the engine adds per step, beside a network that returns its input; and how it was measured."""
     card = ws.digits.card
     null = NetworkDenoiser(lambda x, t, labels=None: x, card)
     settings = RunSettings(sampler=sampler, batch_size=batch, class_label=CLASS_CYCLE, device=ws.device)
+    steps = len(sampler.timestep_list(card.num_train_timesteps))
+    if ws.device == "cpu":
+        seconds = lockstep(null, settings, ws, lockstep_rounds(ws))
+        cost = median([(e - b) / steps * 1e6 for e, b in zip(seconds["engine"], seconds["bare loop"])])
+        return cost, f"median over {len(seconds['engine'])} lockstep rounds"
     seconds, steps = time_engine_and_bare_loop(null, settings, ws)
-    return (median(seconds["engine"]) - median(seconds["bare loop"])) / steps * 1e6
+    return (median(seconds["engine"]) - median(seconds["bare loop"])) / steps * 1e6, "whole runs"
 
 
 def compare(denoiser, name: str, settings: RunSettings, cost_us: float, ws: Workspace, section: int) -> Row:
-    seconds, steps = time_engine_and_bare_loop(denoiser, settings, ws)
-    forward_us = median(seconds["bare loop"]) / steps * 1e6
+    whole, steps = time_engine_and_bare_loop(denoiser, settings, ws)
+    label = f"engine / bare loop · {name} · {settings.sampler.name.upper()} {steps} steps"
+    whole_ratio = paired_ratio(whole, "engine", "bare loop")
+    if ws.device != "cpu":
+        forward_us = median(whole["bare loop"]) / steps * 1e6
+        derived = 1 + cost_us / forward_us
+        return Row(section, label, whole_ratio, "x", GOAL,
+                   detail=f"whole runs: {describe(whole, 'engine', 'bare loop')}; from the studio's cost per step: "
+                          f"{derived:.4f}", extra={"seconds": whole, "forward_us": forward_us, "derived_ratio": derived})
+    paired = lockstep(denoiser, settings, ws, lockstep_rounds(ws))
+    rounds = [e / b for e, b in zip(paired["engine"], paired["bare loop"])]
+    forward_us = median(paired["bare loop"]) / steps * 1e6
     derived = 1 + cost_us / forward_us
-    return Row(section, f"engine / bare loop · {name} · {settings.sampler.name.upper()} {steps} steps",
-               paired_ratio(seconds, "engine", "bare loop"), "x", GOAL,
-               detail=f"{describe(seconds, 'engine', 'bare loop')}; from the studio's cost per step: {derived:.4f}",
-               extra={"seconds": seconds, "forward_us": forward_us, "derived_ratio": derived})
+    return Row(section, label, median(rounds), "x", GOAL,
+               detail=f"lockstep, median of {len(rounds)} rounds' paired ratios "
+                      f"({min(rounds):.3f}-{max(rounds):.3f}); median step / its bare call "
+                      f"{median(paired['step_ratios']):.4f}; forward {forward_us / 1e3:.2f} ms; from the studio's cost "
+                      f"per step: {derived:.4f}; whole runs interleaved: {whole_ratio:.3f} "
+                      f"({describe(whole, 'engine', 'bare loop')})",
+               extra={"lockstep_seconds": {k: paired[k] for k in ("engine", "bare loop")},
+                      "lockstep_ratios": rounds, "step_ratios": paired["step_ratios"], "whole_run_seconds": whole,
+                      "whole_run_ratio": whole_ratio, "forward_us": forward_us, "derived_ratio": derived})
 
 
 def rows(ws: Workspace, section: int = 1) -> list[Row]:
@@ -85,10 +171,10 @@ def rows(ws: Workspace, section: int = 1) -> list[Row]:
     cost_us = {}
     out = []
     for sampler in samplers(ws, null_steps, null_steps):
-        cost_us[sampler.name] = studio_cost_per_step(ws, sampler, sizes.digits_batch)
+        cost_us[sampler.name], how = studio_cost_per_step(ws, sampler, sizes.digits_batch)
         out.append(Row(section, f"studio's own cost per step · {sampler.name.upper()} · b{sizes.digits_batch}",
                        cost_us[sampler.name], "µs", detail=f"engine minus bare loop over {null_steps} steps of a "
-                                                         "network that returns its input"))
+                                                         f"network that returns its input ({how})"))
     digits = ws.digits
     for sampler in samplers(ws):
         settings = RunSettings(sampler=sampler, batch_size=sizes.digits_batch, class_label=CLASS_CYCLE,

@@ -7,13 +7,13 @@ import dataclasses
 
 import torch
 
+from ..core.device_previews import SideStreamPreviews
 from ..core.engine import Run
 from ..core.preview import step_frames
 from ..core.samplers import DDIMSettings
 from ..core.settings import CLASS_CYCLE, RunSettings
 from . import section_diffusers, section_engine
 from .section_engine import drain, synchronise
-from .side_stream import SideStreamPreviews
 from .table import Row, skipped
 from .timing import describe, paired_ratio, side_by_side
 from .workspace import Workspace

@@ -47,11 +47,12 @@ def make_predict(
     schedule = denoiser.schedule
     use_cfg = guidance.kind == "classifier_free" and guidance.scale != 1.0
     use_classifier = guidance.kind == "classifier" and guidance.scale != 0.0
+    both_labels = torch.cat([target_labels, null_labels]) if use_cfg else None   # one tensor for every step
 
     def predict(x_t: torch.Tensor, t: int) -> Prediction:
         if use_cfg:
             # One forward on the doubled batch: conditional half, then unconditional half.
-            both = denoiser.predict(torch.cat([x_t, x_t]), t, torch.cat([target_labels, null_labels]))
+            both = denoiser.predict(torch.cat([x_t, x_t]), t, both_labels)
             eps_cond, eps_uncond = both.eps.chunk(2)
             eps = eps_uncond + guidance.scale * (eps_cond - eps_uncond)
             var_values = None if both.var_values is None else both.var_values.chunk(2)[0]

@@ -45,6 +45,12 @@ def to_uint8_tiles(x: torch.Tensor | np.ndarray, value_range: tuple[float, float
     return np.ascontiguousarray(tiles.transpose(0, 2, 3, 1))
 
 
+def tile_channels(data_channels: int) -> int:
+    """Channels a model's preview tiles really carry: 3 for RGB (3 or 4 data channels), 1 for grey (any other
+    count, shown by its first channel): what a TrajectoryStore needs to keep of each tile."""
+    return 3 if data_channels in (3, 4) else 1
+
+
 def grid_columns(batch_size: int) -> int:
     """Columns of a near-square grid: 16 samples -> 4 x 4, 10 -> 4 x 3."""
     return max(1, math.ceil(math.sqrt(batch_size)))

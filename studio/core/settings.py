@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from .acceleration import check_network_mode
 from .errors import SettingsError
 from .noise import sample_seeds
 from .samplers import DDIMSettings, SamplerSettings, settings_from_dict
@@ -46,7 +47,9 @@ class RunSettings:
     seed gives the same image on every device; ``"device"`` draws on the model's device (faster on a GPU, but
     device-dependent). ``model_batch``: 0 calls the model on the batch as it is (fastest); M > 0 calls it on
     exactly M rows at a time (padding or splitting, see ``studio.core.models.fixed_batch``), so every sample's
-    bits are the same in any batch, alone, or in another process.
+    bits are the same in any batch, alone, or in another process. ``network``: the network's speed mode, one of
+    ``NETWORK_MODES`` (plain, channels_last, compiled, compiled_channels_last; see ``studio.core.acceleration``):
+    the faster ones change outputs in their last bits (kept only within 1e-4) and compiling takes a warm-up.
     """
 
     sampler: SamplerSettings = field(default_factory=DDIMSettings)
@@ -58,6 +61,7 @@ class RunSettings:
     dtype: str = "float32"
     noise_device: str = "cpu"
     model_batch: int = 0
+    network: str = "plain"
 
     def __post_init__(self) -> None:
         if not isinstance(self.sampler, SamplerSettings):
@@ -76,6 +80,7 @@ class RunSettings:
             raise SettingsError(f"model_batch must be an integer >= 0 (0: the batch as it is), got {self.model_batch!r}")
         if self.noise_device not in NOISE_DEVICES:
             raise SettingsError(f"noise_device must be one of {', '.join(NOISE_DEVICES)}, got {self.noise_device!r}")
+        check_network_mode(self.network)
 
     @property
     def seeds(self) -> list[int]:
@@ -95,6 +100,7 @@ class RunSettings:
             "dtype": self.dtype,
             "noise_device": self.noise_device,
             "model_batch": self.model_batch,
+            "network": self.network,
         }
 
     @classmethod

@@ -1,7 +1,9 @@
 """A bounded, preallocated store of a run's per-step frames (no Qt).
 
-For an image model each step keeps three (batch, H, W, 3) uint8 pictures: x_t, x0_pred and eps_pred; for a
-vector model two (batch, D) float32 arrays: x_t and x0_pred. A few numbers per step (t, noise std, std of
+For an image model each step keeps three (batch, H, W, C) uint8 pictures: x_t, x0_pred and eps_pred, with C = 3
+for RGB and C = 1 for a grey model (``channels=1``: a third of the bytes; ``frame`` hands its tiles out as
+read-only (batch, H, W, 3) views that repeat the one channel, so readers see RGB either way); for a vector model
+two (batch, D) float32 arrays: x_t and x0_pred. A few numbers per step (t, noise std, std of
 x_t, change of x0) are always kept for every step.
 
 Memory is a budget, not an accident: the store allocates everything up front and says how many bytes it
@@ -43,17 +45,23 @@ class Frame:
 class TrajectoryStore:
     """Frames of one run of ``num_steps`` steps over ``batch_size`` samples.
 
-    Give ``tile_shape=(H, W)`` for an image model or ``vector_dim=D`` for a vector model.
+    Give ``tile_shape=(H, W)`` for an image model or ``vector_dim=D`` for a vector model; ``channels``: 3 (RGB
+    tiles) or 1 (grey tiles, whose three channels are equal: ``preview.tile_channels`` says which a model's
+    previews are). A grey store takes (B, H, W, 3) or (B, H, W, 1) tiles and keeps their first channel.
     """
 
     def __init__(self, num_steps: int, batch_size: int, *, tile_shape: tuple[int, int] | None = None,
-                 vector_dim: int | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES, keep_eps: bool = True):
+                 vector_dim: int | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES, keep_eps: bool = True,
+                 channels: int = 3):
         if num_steps < 1 or batch_size < 1:
             raise ValueError(f"a trajectory needs num_steps >= 1 and batch_size >= 1, got {num_steps}, {batch_size}")
         if (tile_shape is None) == (vector_dim is None):
             raise ValueError("give exactly one of tile_shape (image model) or vector_dim (vector model)")
+        if channels not in (1, 3):
+            raise ValueError(f"tiles have 1 (grey) or 3 (RGB) channels, got {channels!r}")
         self.num_steps = num_steps
         self.batch_size = batch_size
+        self.channels = channels if tile_shape is not None else None
         self.tile_shape = tuple(tile_shape) if tile_shape is not None else None
         self.vector_dim = vector_dim
         self.budget_bytes = int(budget_bytes)
@@ -71,7 +79,7 @@ class TrajectoryStore:
 
         self._x_t = self._x0 = self._eps = None
         if self.tile_shape is not None:
-            shape = (self.slots, batch_size, *self.tile_shape, 3)
+            shape = (self.slots, batch_size, *self.tile_shape, channels)
             self._x_t = np.zeros(shape, dtype=np.uint8)
             self._x0 = np.zeros(shape, dtype=np.uint8)
             self._eps = np.zeros(shape, dtype=np.uint8) if self.keep_eps else None
@@ -86,7 +94,7 @@ class TrajectoryStore:
     def _bytes_per_step(self) -> int:
         if self.tile_shape is not None:
             height, width = self.tile_shape
-            return (3 if self.keep_eps else 2) * self.batch_size * height * width * 3
+            return (3 if self.keep_eps else 2) * self.batch_size * height * width * self.channels
         return 2 * self.batch_size * self.vector_dim * 4
 
     def _choose_stride(self) -> tuple[int, int]:
@@ -144,13 +152,17 @@ class TrajectoryStore:
 
     def _write(self, slot: int, frames: StepFrames) -> None:
         if self.tile_shape is not None:
-            self._x_t[slot] = frames.x_t_tiles
-            self._x0[slot] = frames.x0_tiles
+            keep = self._kept_channels
+            self._x_t[slot] = keep(frames.x_t_tiles)
+            self._x0[slot] = keep(frames.x0_tiles)
             if self._eps is not None:
-                self._eps[slot] = frames.eps_tiles
+                self._eps[slot] = keep(frames.eps_tiles)
         else:
             self._x_t[slot] = frames.x_t_values
             self._x0[slot] = frames.x0_values
+
+    def _kept_channels(self, tiles: np.ndarray) -> np.ndarray:
+        return tiles[..., :1] if self.channels == 1 else tiles
 
     # --- reading ---------------------------------------------------------------------------------------------------
     @property
@@ -179,8 +191,15 @@ class TrajectoryStore:
         take = (lambda a: None if a is None else a[slot].copy()) if slot == self.slots - 1 and not \
             self.keeps_every_step else (lambda a: None if a is None else a[slot])
         if self.tile_shape is not None:
-            return Frame(shown, index, x_t_tiles=take(self._x_t), x0_tiles=take(self._x0), eps_tiles=take(self._eps))
+            rgb = (lambda a: a) if self.channels == 3 else self._as_rgb
+            return Frame(shown, index, x_t_tiles=rgb(take(self._x_t)), x0_tiles=rgb(take(self._x0)),
+                         eps_tiles=rgb(take(self._eps)))
         return Frame(shown, index, x_t_values=take(self._x_t), x0_values=take(self._x0))
+
+    @staticmethod
+    def _as_rgb(tiles: np.ndarray | None) -> np.ndarray | None:
+        """(B, H, W, 1) grey tiles as a read-only (B, H, W, 3) view: no bytes copied."""
+        return None if tiles is None else np.broadcast_to(tiles, (*tiles.shape[:-1], 3))
 
     def kept_indices(self, upto: int) -> list[int]:
         """The steps 0..upto whose frames are kept, in order."""

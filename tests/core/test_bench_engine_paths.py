@@ -8,7 +8,8 @@ import torch
 from oracle_models import FakeNetwork, fake_denoiser
 
 from studio.core.checkpoints import open_checkpoint
-from studio.core.engine import Run, accelerate
+from studio.core.acceleration import accelerate
+from studio.core.engine import Run
 from studio.core.errors import NumericalError, SettingsError
 from studio.core.noise import SampleNoise, draws_ahead_match
 from studio.core.samplers import DDIMSettings, DDPMSettings

@@ -324,6 +324,9 @@ def test_choices_match_the_core():
     assert sample_command.SPACINGS == SPACINGS and sample_command.VARIANCES == VARIANCE_TYPES
     assert sample_command.DEVICES == DEVICES and sample_command.DTYPES == DTYPES
     assert sample_command.NOISE_DEVICES == NOISE_DEVICES
+    from studio.core.acceleration import NETWORK_MODES
+
+    assert sample_command.NETWORK_MODES == NETWORK_MODES
 
 
 def test_help_does_not_import_torch():

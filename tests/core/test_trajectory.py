@@ -88,3 +88,49 @@ def test_vector_paths_start_at_x_T_and_follow_kept_steps():
     assert paths[:, 0, 0].tolist() == [-1.0, 0.0, 1.0, 2.0]
     assert store.paths("x0", [1], upto=1)[:, 0, 0].tolist() == [0.0, 10.0]
     assert store.nbytes == 2 * 4 * 3 * 2 * 4 + 5 * 4 * 8 + 3 * 2 * 4
+
+
+def grey_frames(index, num_steps, batch=2, shape=(4, 4)):
+    """Tiles as the previews make them for a 1-channel model: three equal channels."""
+    values = (np.arange(batch * shape[0] * shape[1], dtype=np.uint8).reshape(batch, *shape, 1) + index)
+    tile = np.repeat(values, 3, axis=-1)
+    return StepFrames(index, num_steps, 100 - index, 99 - index, 0.0, 0.0, 0.0,
+                      x_t_tiles=tile, x0_tiles=tile + 1, eps_tiles=tile + 2)
+
+
+def test_grey_store_keeps_one_channel_and_reads_back_rgb():
+    grey = TrajectoryStore(10, 2, tile_shape=(4, 4), channels=1)
+    rgb = TrajectoryStore(10, 2, tile_shape=(4, 4))
+    assert grey.bytes_per_step == 3 * 2 * 4 * 4 and grey.bytes_per_step * 3 == rgb.bytes_per_step
+    assert grey.nbytes - 10 * grey.bytes_per_step == rgb.nbytes - 10 * rgb.bytes_per_step   # same per-step numbers
+    for i in range(10):
+        frames = grey_frames(i, 10)
+        grey.append(frames)
+        rgb.append(frames)
+    for i in range(10):
+        a, b = grey.frame(i), rgb.frame(i)
+        for name in ("x_t_tiles", "x0_tiles", "eps_tiles"):
+            tiles = getattr(a, name)
+            assert tiles.shape == (2, 4, 4, 3) and tiles.dtype == np.uint8
+            assert np.array_equal(tiles, getattr(b, name))
+            assert not tiles.flags.writeable   # a view of the store, not a copy
+
+
+def test_grey_store_takes_one_channel_tiles_and_keyframes_too():
+    per_step = 3 * 2 * 4 * 4
+    store = TrajectoryStore(40, 2, tile_shape=(4, 4), channels=1, budget_bytes=6 * per_step)
+    assert not store.keeps_every_step
+    for i in range(40):
+        frames = grey_frames(i, 40)
+        one = StepFrames(**{**frames.__dict__, "x_t_tiles": frames.x_t_tiles[..., :1]})
+        store.append(one)
+        latest = store.frame(i)
+        assert np.array_equal(latest.x_t_tiles, frames.x_t_tiles)
+    kept = store.frame(store.shown_index(17))
+    assert kept.index == store.shown_index(17) and kept.x_t_tiles.shape == (2, 4, 4, 3)
+    assert np.array_equal(kept.x0_tiles, grey_frames(kept.index, 40).x0_tiles)
+
+
+def test_channels_must_be_one_or_three():
+    with pytest.raises(ValueError, match="1 \\(grey\\) or 3"):
+        TrajectoryStore(4, 1, tile_shape=(2, 2), channels=4)

@@ -15,6 +15,8 @@ from ..prediction import Prediction, split_learned_variance, to_prediction
 from ..schedules import NoiseSchedule
 from .card import ModelCard
 
+_TIMESTEP_CACHE_SIZE = 4096   # (t, batch) tensors kept per denoiser: every t of a 1000-step model, a few batches
+
 # A network maps (x, t, class_labels or None) to its raw output (C or 2C channels for learned variance).
 Network = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -31,6 +33,11 @@ class Denoiser(Protocol):
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Denoiser":
         """Move the network; returns self."""
+
+
+def tensor_version(tensor: torch.Tensor) -> int | None:
+    """The tensor's count of in-place writes; None for an inference tensor, which does not count them."""
+    return None if tensor.is_inference() else tensor._version
 
 
 class NetworkDenoiser:
@@ -57,15 +64,37 @@ class NetworkDenoiser:
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "NetworkDenoiser":
         device = torch.device(device)
-        if self.module is not None and (device != self.device or dtype != self.dtype):
-            self.module.to(device=device, dtype=dtype)
+        if device != self.device or dtype != self.dtype:
+            if "_acceleration_built" in self.__dict__ or "_acceleration_state" in self.__dict__:
+                from ..acceleration import forget   # a faster network's frozen weights stay where they were
+
+                forget(self)
+            if self.module is not None:
+                self.module.to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
         return self
+
+    def _timestep_batch(self, t: int, batch: int, device: torch.device) -> torch.Tensor:
+        """The (batch,) long tensor of t the network takes, made once per (t, batch, device) rather than at every
+        call (a run calls the model several times at one t with guidance or a split batch,
+        and every run of the same sampler at the same t again); remade if anything wrote into it."""
+        key = (t, batch, device)
+        cache = self.__dict__.setdefault("_timestep_batches", {})
+        kept = cache.get(key)
+        if kept is not None and kept[0]._version == kept[1]:   # unless something wrote into it after all
+            return kept[0]
+        if len(cache) >= _TIMESTEP_CACHE_SIZE:
+            cache.clear()
+        with torch.inference_mode(False):   # a normal tensor: usable in any mode, and it counts its writes
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
+        cache[key] = (t_batch, t_batch._version)
+        return t_batch
 
     def raw(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         if class_labels is not None and not self.card.conditional:
             raise SettingsError(f"model {self.card.name!r} is unconditional: it takes no class label")
-        return self.network(x_t.to(self.dtype), t, class_labels)
+        # a torch call even when it changes nothing costs microseconds right after a model call: skip those
+        return self.network(x_t if x_t.dtype == self.dtype else x_t.to(self.dtype), t, class_labels)
 
     def predict(self, x_t: torch.Tensor, t: int, class_labels: torch.Tensor | None = None) -> Prediction:
         expected = tuple(self.card.data_shape)
@@ -74,8 +103,10 @@ class NetworkDenoiser:
                 f"x_t must have shape (batch, {', '.join(map(str, expected))}) for model {self.card.name!r}, "
                 f"got {tuple(x_t.shape)}"
             )
-        t_batch = torch.full((x_t.shape[0],), int(t), dtype=torch.long, device=x_t.device)
-        raw = self.raw(x_t, t_batch, class_labels).float()
+        t_batch = self._timestep_batch(int(t), x_t.shape[0], x_t.device)
+        raw = self.raw(x_t, t_batch, class_labels)
+        if raw.dtype != torch.float32:
+            raw = raw.float()
         out, var_values = split_learned_variance(raw, self.card.channels, self.card.variance_type)
         sqrt_ab, sqrt_1m_ab = self.schedule.sqrt_terms(int(t))
         return to_prediction(out, x_t, sqrt_ab, sqrt_1m_ab, self.card.prediction_type, var_values)

@@ -11,9 +11,11 @@ sample's arithmetic is then the same in any batch, in any process, and alone (a 
 from __future__ import annotations
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import SettingsError
 from ..prediction import Prediction
+from .denoiser import tensor_version
 
 DEFAULT_MODEL_BATCH = 16
 
@@ -40,6 +42,8 @@ class FixedBatchDenoiser:
             raise SettingsError(f"model batch must be an integer >= 0, got {model_batch!r}")
         self.inner = inner
         self.model_batch = model_batch
+        # a run's labels are the same tensor at every step: pad them once (labels -> (version, padded parts))
+        self._padded_labels = WeakIdKeyDictionary()
 
     card = property(lambda self: self.inner.card)
     schedule = property(lambda self: self.inner.schedule)
@@ -58,8 +62,9 @@ class FixedBatchDenoiser:
         if self.model_batch in (0, count):
             return self.inner.predict(x_t, t, class_labels)
         parts = []
-        for start, stop in _fixed_batches(count, self.model_batch):
-            labels = None if class_labels is None else _padded(class_labels[start:stop], self.model_batch)
+        batches = _fixed_batches(count, self.model_batch)
+        label_parts = self._label_parts(class_labels, batches)
+        for (start, stop), labels in zip(batches, label_parts):
             pred = self.inner.predict(_padded(x_t[start:stop], self.model_batch), t, labels)
             rows = stop - start
             parts.append(Prediction(eps=pred.eps[:rows], x0=pred.x0[:rows],
@@ -69,6 +74,21 @@ class FixedBatchDenoiser:
         var_values = None if parts[0].var_values is None else torch.cat([p.var_values for p in parts])
         return Prediction(eps=torch.cat([p.eps for p in parts]), x0=torch.cat([p.x0 for p in parts]),
                           var_values=var_values)
+
+
+    def _label_parts(self, class_labels, batches) -> list:
+        """Each call's labels, padded; made once per labels tensor (while it is unchanged)."""
+        if class_labels is None:
+            return [None] * len(batches)
+        version = tensor_version(class_labels) if isinstance(class_labels, torch.Tensor) else None
+        kept = self._padded_labels.get(class_labels) if version is not None else None
+        if kept is not None and kept[0] == version and len(kept[1]) == len(batches):
+            return kept[1]
+        with torch.inference_mode(False):   # normal tensors, so the network can tell whether they changed
+            parts = [_padded(class_labels[start:stop], self.model_batch) for start, stop in batches]
+        if version is not None:
+            self._padded_labels[class_labels] = (version, parts)
+        return parts
 
 
 class FixedBatchClassifier:

@@ -7,8 +7,12 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ...errors import SettingsError
+
+# label tensors on a GPU already found in range: tensor -> (its version counter, the highest label allowed)
+_CHECKED_LABELS = WeakIdKeyDictionary()
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -50,16 +54,32 @@ class ClassEmbedding(nn.Module):
 
     def forward(self, class_labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
         if class_labels is None:
-            class_labels = torch.full((batch,), self.null_class, dtype=torch.long, device=device)
+            return self.table(torch.full((batch,), self.null_class, dtype=torch.long, device=device))
+        given = class_labels
         class_labels = torch.as_tensor(class_labels, device=device).long().reshape(-1)
         if class_labels.shape[0] != batch:
             raise SettingsError(f"class labels: expected {batch} labels (one per sample), got {class_labels.shape[0]}")
+        if not torch.compiler.is_compiling():   # a compiled network leaves the check to its caller (the engine's)
+            self._check_range(given, class_labels)
+        return self.table(class_labels)
+
+    def _check_range(self, given, class_labels: torch.Tensor) -> None:
+        """Labels out of range are an error here, not an index error (or a device-side assert) in the table.
+        On the CPU that costs two small reductions and is done at every call. On a GPU reading min and max waits
+        for the device: there a tensor checked before, unchanged since, is not read again (a run passes the same
+        labels tensor at every step, so it waits once per run)."""
+        version = None
+        if class_labels.device.type != "cpu" and isinstance(given, torch.Tensor) and not given.is_inference():
+            version = given._version
+        if version is not None and _CHECKED_LABELS.get(given) == (version, self.null_class):
+            return
         if class_labels.numel() and (int(class_labels.min()) < 0 or int(class_labels.max()) > self.null_class):
             raise SettingsError(
                 f"class labels must be from 0 to {self.num_classes - 1}, or {self.null_class} for no class; "
                 f"got {class_labels.tolist()}"
             )
-        return self.table(class_labels)
+        if version is not None:   # (an inference tensor does not count its writes: checked at every call)
+            _CHECKED_LABELS[given] = (version, self.null_class)
 
 
 def check_labels_allowed(class_labels, conditional: bool) -> None:
