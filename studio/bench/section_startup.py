@@ -1,5 +1,7 @@
 """Section 6: from the command to a painted window: ``python -m studio`` (through ``paint_probe``, which stops it
-at the first paint) in a fresh process, settings in a scratch folder; ``import torch`` alone for scale."""
+once the studio window has painted) in a fresh process, settings in a scratch folder; ``import torch`` alone for
+scale. Two figures: the first window painted (the "Loading…" shell ``studio`` shows before it imports torch) and
+the studio window itself painted with the digits model open."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def _first_paints(ws: Workspace) -> dict:
         raise RuntimeError(f"the window never painted (exit {done.returncode}): {done.stderr.strip()[-300:]}")
     report = json.loads(lines[-1])
     return {"any": report["any_window_at"] - started, "studio": report["studio_window_at"] - started,
-            "torch_imported": report["torch_imported"]}
+            "torch_imported": report["torch_imported"], "first_window": report.get("first_window", "")}
 
 
 def _import_torch() -> float:
@@ -54,10 +56,11 @@ def rows(ws: Workspace, section: int = 6) -> list[Row]:
     first = [p["any"] for p in paints]
     studio = [p["studio"] for p in paints]
     before = "after" if all(p["torch_imported"] for p in paints) else "before"
+    names = sorted({p["first_window"] or "unnamed" for p in paints})
     return [
         Row(section, "command to a painted window · python -m studio", median(first), "s", GOAL_SECONDS,
-            detail=f"median of {len(first)}: {', '.join(f'{p:.2f}' for p in first)} s; painted {before} torch was "
-                   "imported", extra={"seconds": first}),
+            detail=f"median of {len(first)}: {', '.join(f'{p:.2f}' for p in first)} s; the window "
+                   f"{', '.join(names)}, painted {before} torch was imported", extra={"seconds": first}),
         Row(section, "command to the studio window painted, digits model open", median(studio), "s",
             detail=f"median of {len(studio)}: {', '.join(f'{p:.2f}' for p in studio)} s", extra={"seconds": studio}),
         Row(section, "python -c 'import torch' (for scale)", median(torch_imports), "s",

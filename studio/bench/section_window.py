@@ -1,7 +1,11 @@
 """Section 3: a run in the window (worker thread, live previews, store, painting) against the same settings
 run headless in a thread of its own; the longest stall of the GUI event loop during the window's runs; the
 time to show a stored step when scrubbing (set the timeline, repaint the window); resident memory over
-repeated window runs."""
+repeated window runs.
+
+On the CPU the window's worker leaves ``GUI_CORES`` cores to the GUI thread (``studio.gui.worker``); the same
+rounds also run the window with every core given to torch, as the headless engine has them, so the table
+shows what that choice costs or saves on the machine at hand (quiet or busy)."""
 
 from __future__ import annotations
 
@@ -65,8 +69,20 @@ class WindowBench:
         self.settings = self.window.current_settings()
         self.probe = GapProbe()
 
-    def run(self) -> tuple[float, float]:
-        """Generate and wait for the run to end: (seconds, longest event-loop stall in ms)."""
+    def run(self, gui_cores: int | None = None) -> tuple[float, float]:
+        """Generate and wait for the run to end: (seconds, longest event-loop stall in ms). ``gui_cores``: the
+        cores the worker leaves to the GUI thread for this run (default: the window's own choice)."""
+        from ..gui import worker
+
+        chosen = worker.GUI_CORES
+        if gui_cores is not None:
+            worker.GUI_CORES = gui_cores
+        try:
+            return self._run()
+        finally:
+            worker.GUI_CORES = chosen
+
+    def _run(self) -> tuple[float, float]:
         from PySide6.QtCore import QEventLoop
 
         loop = QEventLoop()
@@ -101,28 +117,42 @@ class WindowBench:
 def rows(ws: Workspace, section: int = 3) -> list[Row]:
     from .gap_probe import PROBE_INTERVAL_MS
 
+    from ..gui.worker import GUI_CORES, cpu_threads_for_run
+
     sizes = ws.sizes
     bench = WindowBench(ws)
     _, first_stall = bench.run()   # warm-up: first paints, caches
     _headless_run(ws.digits, bench.settings)
-    seconds = {"window": [], "headless": []}
+    bench.run(gui_cores=0)
+    seconds = {"window": [], "headless": [], "window, all cores": []}
     stalls, resident = [], []
     for round_ in range(sizes.window_repeats):
-        if round_ % 2:   # alternate which goes first, as side_by_side does
-            seconds["headless"].append(_headless_run(ws.digits, bench.settings))
-        elapsed, stall = bench.run()
-        seconds["window"].append(elapsed)
-        stalls.append(stall)
-        if not round_ % 2:
-            seconds["headless"].append(_headless_run(ws.digits, bench.settings))
+        order = ["headless", "window", "window, all cores"]
+        for name in (order if round_ % 2 else order[::-1]):   # alternate the order, as side_by_side does
+            if name == "headless":
+                seconds[name].append(_headless_run(ws.digits, bench.settings))
+            elif name == "window":
+                elapsed, stall = bench.run()
+                seconds[name].append(elapsed)
+                stalls.append(stall)
+            else:
+                seconds[name].append(bench.run(gui_cores=0)[0])
         resident.append(resident_mib())
     scrub_ms = bench.scrub(sizes.scrub_samples)
     bench.close()
 
+    import torch
+
+    threads, all_threads = cpu_threads_for_run(), torch.get_num_threads()
     name = f"digits UNet b{sizes.digits_batch} · DDIM {sizes.window_steps} steps"
     out = [
         Row(section, f"window run / headless run · {name}", paired_ratio(seconds, "window", "headless"),
-            "x", RATIO_GOAL, detail=describe(seconds, "window", "headless"), extra={"seconds": seconds}),
+            "x", RATIO_GOAL, detail=describe(seconds, "window", "headless") +
+            f"; worker {threads} thread(s) ({GUI_CORES} core(s) left to the GUI), headless {all_threads}",
+            extra={"seconds": seconds, "worker_threads": threads, "headless_threads": all_threads}),
+        Row(section, "window run / headless run · worker on every core (for comparison)",
+            paired_ratio(seconds, "window, all cores", "headless"), "x",
+            detail=describe(seconds, "window, all cores", "headless") + f"; worker {all_threads} threads"),
         Row(section, "longest GUI event-loop stall during a window run", max(stalls), "ms", STALL_GOAL_MS,
             detail=f"{PROBE_INTERVAL_MS} ms timer probe; per run {', '.join(f'{s:.0f}' for s in stalls)} ms "
                    f"(first run, not counted: {first_stall:.0f} ms)", extra={"stalls_ms": stalls}),

@@ -1,4 +1,9 @@
-"""``studio`` and ``studio PATH``: start Qt, open the window, run the event loop."""
+"""``studio`` and ``studio PATH``: start Qt, open the window, run the event loop.
+
+Importing torch takes longer than the goal for a painted window (about 1.5 s on 2 cores), so the window
+appears first: a light shell (the title, "Loading…", where the studio window will be) is shown and painted
+before anything imports torch; then the studio window is built, shown in its place, and the shell closes.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,63 @@ Headless commands: studio sample | invert | info | train (see studio --help).
 
 Shortcuts: Ctrl+Enter generate, Esc cancel, Left/Right step, Home/End first/last step, Space play/pause,
 Ctrl+O open."""
+
+SHELL_PAINT_TIMEOUT_MS = 1000   # a shell that is not painted by then (a hidden desktop) does not hold the studio up
+FALLBACK_SIZE = (1500, 940)     # as MainWindow: the window's size when no layout was saved
+
+
+def _loading_shell():
+    """A QMainWindow with the studio's title and "Loading…", at the size and place of the last session's
+    window; it needs nothing but Qt (no torch)."""
+    from PySide6.QtCore import Qt, Signal
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QLabel, QMainWindow
+
+    from . import persistence
+
+    class LoadingShell(QMainWindow):
+        painted = Signal()
+
+        def __init__(self):
+            super().__init__()
+            self.setObjectName("startupWindow")
+            self.setWindowTitle("Sampling Studio")
+            label = QLabel("<h2>Sampling Studio</h2><p>Loading…</p>")
+            label.setObjectName("loadingLabel")
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.setCentralWidget(label)
+            self.statusBar().showMessage("loading torch and the model…")
+            geometry = persistence.read_bytes("window/geometry")
+            if geometry is None or not self.restoreGeometry(geometry):
+                screen = QGuiApplication.primaryScreen()
+                available = screen.availableGeometry() if screen else None
+                if available is not None:
+                    self.resize(min(FALLBACK_SIZE[0], available.width() - 40),
+                                min(FALLBACK_SIZE[1], available.height() - 40))
+            self.was_painted = False
+
+        def paintEvent(self, event):
+            super().paintEvent(event)
+            if not self.was_painted:
+                self.was_painted = True
+                self.painted.emit()
+
+    return LoadingShell()
+
+
+def show_loading_shell(app):
+    """Show the shell and return once it has been painted (or after SHELL_PAINT_TIMEOUT_MS)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    shell = _loading_shell()
+    loop = QEventLoop()
+    shell.painted.connect(loop.quit)
+    QTimer.singleShot(SHELL_PAINT_TIMEOUT_MS, loop.quit)
+    shell.show()
+    if not shell.was_painted:
+        loop.exec()
+    app.processEvents()   # what the paint left queued (the flush to the screen)
+    return shell
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("Sampling Studio")
+    from .icon import application_icon
 
-    from .main_window import MainWindow
+    app.setWindowIcon(application_icon())   # the shell's and the window's, in the task bar and the title bar
 
-    window = MainWindow(argv[0] if argv else None, restore_last=not argv)
-    window.show()
+    shell = show_loading_shell(app)
+    try:
+        from .main_window import MainWindow   # torch, pyqtgraph, the engine: the slow imports
+
+        window = MainWindow(argv[0] if argv else None, restore_last=not argv)
+        window.show()
+    finally:
+        shell.close()
+        shell.deleteLater()
     # Ctrl+C in the terminal closes the window properly (stopping a run first) instead of being ignored.
     signal.signal(signal.SIGINT, lambda *_: window.close())
     from PySide6.QtCore import QTimer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -44,12 +45,30 @@ from .worker import CANCELLED, FAILED, RunController, RunOutcome
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
+FRAME_BUDGET_KEY = "run/frame_budget_mib"
+PROGRESS_INTERVAL_S = 0.1   # the status text and progress bar follow a run at most this often (and at its end)
+
 EMPTY_STATE_TEXT = ("<h2>No model loaded</h2><p>Open a checkpoint with <b>File ▸ Open checkpoint or PNG…</b> "
                     "(Ctrl+O), pick one in the Model panel, or drop a checkpoint file, a diffusers folder or a PNG "
                     "the studio exported onto this window.</p>")
 CHECKPOINT_FILTER = ("Checkpoints and studio PNGs (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript *.png);;"
                      "Checkpoints (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript);;"
                      "PNGs exported by the studio (*.png);;All files (*)")
+
+
+def store_summary(store) -> str:
+    """What the run's trajectory store kept, for the status bar; past the memory budget, it says keyframes."""
+    if store.keeps_every_step:
+        return store.describe()
+    return (f"keyframes: every {store.stride} steps and the latest are kept ({store.nbytes / 2**20:.1f} MiB; "
+            f"frame memory {store.budget_bytes / 2**20:.0f} MiB, Seed panel)")
+
+
+def network_summary(info) -> str:
+    """The network mode a run uses, when there is something to say: a faster mode, or why it fell back."""
+    if info.network_note:
+        return f"network plain: {info.network_note}"
+    return "" if info.network == "plain" else f"network {info.network}"
 
 
 def is_png(path) -> bool:
@@ -83,6 +102,8 @@ class MainWindow(QMainWindow):
         self._run_model = None       # (card, schedule) of the run in progress
         self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
         self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
+        self._progress_at = 0.0
+        self._run_network = ""   # the run's network mode, when it is not plain or fell back (for the status bar)
         self._create_actions()
         self._create_central()
         self._create_docks()
@@ -291,6 +312,7 @@ class MainWindow(QMainWindow):
         self.model_panel.open_file_requested.connect(self.open_checkpoint_dialog)
         self.model_panel.open_folder_requested.connect(self.open_folder_dialog)
         self.model_panel.run_device_changed.connect(self._show_device)
+        self.seed_panel.budget_spin.valueChanged.connect(self._frame_budget_changed)
         self.presenter.step_shown.connect(lambda _: self._update_actions())
         for pane in (self.preview_xt, self.preview_x0):
             pane.grid.tile_menu_requested.connect(self.exports.show_tile_menu)
@@ -403,6 +425,7 @@ class MainWindow(QMainWindow):
             guidance=self.sampler_panel.guidance(),
             device=self.model_panel.device(),
             dtype=self.model_panel.dtype(),
+            network=self.sampler_panel.network(),
         )
 
     def generate(self) -> None:
@@ -437,10 +460,13 @@ class MainWindow(QMainWindow):
         options["keep_floats"] = self.presenter.keeps_floats_for(settings.sampler.steps, settings.batch_size,
                                                                  card.data_shape)
         self._run_model = (card, self.denoiser.schedule)
+        self._run_network = ""
         self.controller.start(self.denoiser, settings, **options)
         self.progress_bar.setRange(0, settings.sampler.steps)
         self.progress_bar.setValue(0)
-        self.status_label.setText("starting…")
+        compiling = settings.network.startswith("compiled")
+        self.status_label.setText("starting… (compiling the network: a first run takes tens of seconds)" if compiling
+                                  else "starting…")
         self.run_state_label.setText("running — settings you change now apply to the next run")
         self._update_actions()
         self.run_started.emit()
@@ -465,15 +491,22 @@ class MainWindow(QMainWindow):
         self.progress_bar.setRange(0, info.num_steps)
         self.device_label.setText(f"{info.device}, {info.dtype}")
         self.model_panel.show_runs_on(f"{info.device}, {info.dtype}")
+        self._run_network = network_summary(info)
+        if self._run_network:
+            self.run_state_label.setText(f"running ({self._run_network}) — settings you change now apply to the "
+                                         "next run")
 
     def _on_step(self, step) -> None:
         self.presenter.on_step(step)
         frames = step.frames
         done, total = frames.index + 1, frames.num_steps
-        self.progress_bar.setValue(done)
-        rate = self.presenter.rate()
-        eta = (total - done) / rate if rate > 0 else 0.0
-        self.status_label.setText(f"step {done}/{total} · {rate:.1f} it/s · ETA {eta:.1f} s")
+        now = time.perf_counter()
+        if done == total or now - self._progress_at >= PROGRESS_INTERVAL_S:   # text and bar repaint: not per step
+            self._progress_at = now
+            self.progress_bar.setValue(done)
+            rate = self.presenter.rate()
+            eta = (total - done) / rate if rate > 0 else 0.0
+            self.status_label.setText(f"step {done}/{total} · {rate:.1f} it/s · ETA {eta:.1f} s")
         self.step_added.emit(frames.index)
 
     def _on_run_done(self, outcome: RunOutcome) -> None:
@@ -481,6 +514,8 @@ class MainWindow(QMainWindow):
         self._run_model = None
         self.run_state_label.setText("")
         store = self.presenter.store
+        if store is not None and store.steps_done:
+            self.progress_bar.setValue(store.steps_done)   # a throttled update may have skipped the last ones
         if outcome.status == FAILED:
             self.show_error(outcome.message + ("" if store is None or not store.steps_done
                                                else f" — the {store.steps_done} steps before it are kept"))
@@ -490,12 +525,17 @@ class MainWindow(QMainWindow):
         else:
             rate = outcome.steps_done / outcome.seconds if outcome.seconds > 0 else 0.0
             self.status_label.setText(f"done: {outcome.steps_done} steps in {outcome.seconds:.1f} s "
-                                      f"({rate:.1f} it/s)" + (f" · {store.describe()}" if store else ""))
+                                      f"({rate:.1f} it/s)" + (f" · {self._run_network}" if self._run_network else "")
+                                      + (f" · {store_summary(store)}" if store else ""))
             if self.show_step_after_run is not None:
                 self.timeline.set_step(self.show_step_after_run - 1)   # the step the opened PNG showed
         self.show_step_after_run = None
         self._update_actions()
         self.run_finished.emit(outcome)
+
+    def _frame_budget_changed(self, mib: int) -> None:
+        """The Seed panel's frame memory: the budget of the next run's trajectory store."""
+        self.presenter.budget_bytes = int(mib) * 2**20
 
     def _show_device(self) -> None:
         if not self.controller.running:
@@ -534,6 +574,7 @@ class MainWindow(QMainWindow):
         """Show ``settings`` in the panels. ``exact_sampler``: run its sampler settings exactly (those the panel
         cannot show too) until the sampler panel is changed."""
         self.sampler_panel.apply(settings.sampler, settings.guidance, settings.class_label)
+        self.sampler_panel.set_network(settings.network)
         self.seed_panel.apply(settings.seed, settings.batch_size)
         self.model_panel.set_device(device_choice(settings.device), settings.dtype)
         self._exact_sampler = (self.sampler_panel.sampler_settings(), settings.sampler) if exact_sampler else None
@@ -551,11 +592,16 @@ class MainWindow(QMainWindow):
         curve = persistence.read_text("plots/curve")
         if curve:
             self.plots_panel.set_curve_key(curve)
+        budget = persistence.read_text(FRAME_BUDGET_KEY)
+        if budget is not None and budget.isdigit():
+            self.seed_panel.set_frame_budget_mib(int(budget))
+        self._frame_budget_changed(self.seed_panel.frame_budget_mib())
 
     def write_settings(self) -> None:
         persistence.write_bytes("window/geometry", self.saveGeometry())
         persistence.write_bytes("window/state", self.saveState(persistence.STATE_VERSION))
         persistence.write_text("plots/curve", self.plots_panel.curve_key())
+        persistence.write_text(FRAME_BUDGET_KEY, str(self.seed_panel.frame_budget_mib()))
         try:
             persistence.write_json("run/settings", self.current_settings().to_dict())
         except StudioError:

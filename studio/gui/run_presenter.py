@@ -1,9 +1,10 @@
 """Shows a run: keeps its frames in the TrajectoryStore and paints the step the timeline points at.
 
 Every step the worker sends goes into the store (and its float values into a FloatTrajectory, for exports);
-painting is coalesced to at most one repaint per
-``REPAINT_INTERVAL_MS`` while a run streams in (the worker can be faster than a screen), and happens at once
-when the user scrubs a finished run.
+painting is coalesced to at most one repaint per ``REPAINT_INTERVAL_MS`` while a run streams in (the worker can
+be faster than a screen, and on a CPU every millisecond the GUI thread paints is taken from the sampler), the
+plots (cursors, per-step curves) follow at most every ``LIVE_PLOTS_INTERVAL_S``; the last step is always
+painted in full, and scrubbing a finished run paints at once.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from .views.preview_pane import PreviewPane
 from .views.scatter_view import TRACED_PARTICLES
 from .views.timeline import Timeline
 from .panels.plots_panel import PlotsPanel
-from .worker import RunInfo, WorkerStep
+from .step_previews import WorkerStep
+from .worker import RunInfo
 
-REPAINT_INTERVAL_MS = 30
+REPAINT_INTERVAL_MS = 125      # ~8 live repaints a second
+LIVE_PLOTS_INTERVAL_S = 0.5    # the plots redraw their axes when the curves grow: less often
 
 
 class RunPresenter(QObject):
@@ -45,6 +48,7 @@ class RunPresenter(QObject):
         self.live = False
         self._ready_at = 0.0
         self._curves_drawn = 0
+        self._plots_at = 0.0   # when the plots last followed a live run
         self._repaint_timer = QTimer(self)
         self._repaint_timer.setSingleShot(True)
         self._repaint_timer.setInterval(REPAINT_INTERVAL_MS)
@@ -106,6 +110,7 @@ class RunPresenter(QObject):
         self.plots.set_timesteps(info.timesteps)
         self.live = True
         self._ready_at = time.perf_counter()
+        self._plots_at = 0.0
         self._captions()
 
     def keeps_floats_for(self, num_steps: int, batch_size: int, data_shape) -> bool:
@@ -171,7 +176,8 @@ class RunPresenter(QObject):
         done = self.store.timesteps[:self.store.steps_done]
         self.timeline.set_step(int(np.argmin(np.abs(done - t))))
 
-    def paint(self) -> None:
+    def paint(self, full: bool = False) -> None:
+        """Show the step the timeline points at; ``full``: the plots follow now even during a live run."""
         if not self.has_steps:
             return
         index = min(self.timeline.current, self.store.latest_index)
@@ -187,13 +193,16 @@ class RunPresenter(QObject):
             traced = list(range(min(TRACED_PARTICLES, self.store.batch_size)))
             self.preview_xt.scatter.show_points(frame.x_t_values, self.store.paths("x_t", traced, frame.index))
             self.preview_x0.scatter.show_points(frame.x0_values, self.store.paths("x0", traced, frame.index))
-        t = int(self.store.timesteps[index])
         self.timeline.label.setText(self.step_text(index, frame.index))
-        self.plots.set_cursor(t, index + 1)
-        if self._curves_drawn != self.store.steps_done:
-            done = self.store.steps_done
-            self.plots.set_step_curves(self.store.x_t_std[:done], self.store.x0_change[:done])
-            self._curves_drawn = done
+        now = time.perf_counter()
+        scrubbed = index != self.store.latest_index   # the user moved the timeline back: follow at once
+        if full or not self.live or scrubbed or now - self._plots_at >= LIVE_PLOTS_INTERVAL_S:
+            self._plots_at = now
+            self.plots.set_cursor(int(self.store.timesteps[index]), index + 1)
+            if self._curves_drawn != self.store.steps_done:
+                done = self.store.steps_done
+                self.plots.set_step_curves(self.store.x_t_std[:done], self.store.x0_change[:done])
+                self._curves_drawn = done
         self._captions(index)
         self.step_shown.emit(index)
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_step(index: int) -> None:
         if index == during_at and "during" not in shots:
             shots["during"] = True
-            window.presenter.paint()   # paint now rather than at the next coalesced repaint
+            window.presenter.paint(full=True)   # paint now (plots too) rather than at the next coalesced repaint
             grab(f"{base}-during{ext}")
 
     def on_done(outcome) -> None:

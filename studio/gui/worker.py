@@ -1,8 +1,10 @@
 """Sampling off the GUI thread: a QObject worker moved to a QThread, iterating the engine's Run.
 
 The worker turns each Step into ready-to-paint StepFrames (device -> host copy and float -> uint8 happen
-here) and emits them with the step's float x_t and x0_pred (for exports; only the last x_t when the window
-keeps no float frames); queued signals deliver every step to the GUI thread in order, none is dropped.
+here, ``step_previews``: on a CUDA GPU through a side stream, so the sampler never waits for them) and emits
+them with the step's float x_t and x0_pred (for exports; only the last x_t when the window keeps no float
+frames); queued signals deliver every step to the GUI thread in order, none is dropped. A CPU run leaves one
+core to the GUI thread (``cpu_threads_for_run``).
 A run with ``model_batch`` M > 0 calls the model (and a guidance classifier) on exactly M rows at a time, as
 ``studio sample`` does, so the window's samples are the CLI's bit for bit, in any batch and alone.
 Cancelling sets a flag the worker checks between steps, then closes the run: at most the model call in
@@ -14,6 +16,7 @@ opening another model) arrive after it ended and are dropped rather than mixed i
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -21,13 +24,15 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.engine import Run
 from ..core.errors import StudioError
 from ..core.models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
-from ..core.preview import StepFrames, step_frames, to_numpy, to_uint8_tiles
+from ..core.preview import to_numpy, to_uint8_tiles
 from ..core.settings import RunSettings
+from .step_previews import WorkerStep, step_previews
 
 FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
 
@@ -46,15 +51,8 @@ class RunInfo:
     x_T_values: np.ndarray | None = None   # vector models: where the trajectories start
     x_T: np.ndarray | None = None          # float32 (batch, *data_shape): where every trajectory starts
     x_T_tiles: np.ndarray | None = None    # image models: x_T as (batch, H, W, 3) uint8 tiles
-
-
-@dataclass(frozen=True)
-class WorkerStep:
-    """One step as the worker hands it over: pictures to paint, and float values for exports."""
-
-    frames: StepFrames
-    x_t: np.ndarray | None = None       # float32 (batch, *data_shape)
-    x0_pred: np.ndarray | None = None
+    network: str = "plain"                 # the network's speed mode in use (RunSettings.network, or plain)
+    network_note: str = ""                 # why the mode asked for is not the one in use ("" if it is)
 
 
 @dataclass(frozen=True)
@@ -81,9 +79,46 @@ def describe_failure(exc: BaseException) -> str:
     return f"unexpected error during the run: {type(exc).__name__}: {text}"
 
 
+GUI_CORES = 1   # cores a CPU run leaves to the GUI thread (0: every core to torch, as the headless engine)
+
+
+def cpu_threads_for_run(available: int | None = None, gui_cores: int | None = None) -> int:
+    """Intra-op threads for a run on the CPU while the window is open: ``GUI_CORES`` fewer than the machine's
+    cores (at least 1, at most torch's own setting).
+
+    The GUI thread needs a core now and then (paints, events). When it takes one from a team of OpenMP threads
+    that spans every core, the other threads wait at the team's next barrier for the one that was pushed off,
+    and every model call takes as long as its slowest thread; other programs on the machine do the same. On 2
+    busy cores (python -m studio.bench --sections 3, which also measures every core) the digits run took 0.8x
+    the headless engine's time with one thread and 1.2x with two; on a quiet machine two threads are faster."""
+    available = available or os.cpu_count() or 1
+    gui = GUI_CORES if gui_cores is None else gui_cores
+    return max(1, min(torch.get_num_threads(), available - gui))
+
+
+class CpuThreads:
+    """Sets torch's intra-op threads for a CPU run in the worker thread, and puts the old number back."""
+
+    def __init__(self):
+        self._previous: int | None = None
+
+    def use(self, device) -> None:
+        if torch.device(device).type != "cpu":
+            return
+        self._previous = torch.get_num_threads()
+        wanted = cpu_threads_for_run()
+        if wanted != self._previous:
+            torch.set_num_threads(wanted)
+
+    def restore(self) -> None:
+        if self._previous is not None and torch.get_num_threads() != self._previous:
+            torch.set_num_threads(self._previous)
+        self._previous = None
+
+
 class SamplingWorker(QObject):
     run_ready = Signal(int, object)    # run number, RunInfo
-    step_ready = Signal(int, object)   # run number, StepFrames
+    step_ready = Signal(int, object)   # run number, WorkerStep
     run_done = Signal(int, object)     # run number, RunOutcome
 
     def __init__(self, denoiser, settings: RunSettings, run_number: int, *, classifier=None,
@@ -109,7 +144,8 @@ class SamplingWorker(QObject):
         started = time.perf_counter()
         steps_done = 0
         outcome = None
-        run = None
+        run = previews = None
+        threads = CpuThreads()
         try:
             card = self._denoiser.card
             model, classifier = self._denoiser, self._classifier
@@ -118,25 +154,26 @@ class SamplingWorker(QObject):
                 model = FixedBatchDenoiser(model, model_batch)
                 classifier = None if classifier is None else FixedBatchClassifier(classifier, model_batch)
             run = Run(model, self._settings, classifier=classifier)
+            threads.use(run.device)
             x_T = to_numpy(run.x_T).copy()
             x_T_values = x_T.reshape(x_T.shape[0], -1) if card.data_kind == "vector" else None
             x_T_tiles = to_uint8_tiles(x_T, card.value_range) if card.data_kind == "image" else None
             record = {**run.record(), **self._record_extra}
+            acceleration = getattr(run, "acceleration", None)
             self.run_ready.emit(self._number, RunInfo(run.num_steps, np.asarray(run.timesteps), list(run.seeds),
                                                       run.class_labels, record["device"], record["dtype"], record,
-                                                      x_T_values, x_T, x_T_tiles))
-            previous_x0 = None
+                                                      x_T_values, x_T, x_T_tiles,
+                                                      network=getattr(acceleration, "mode", "plain"),
+                                                      network_note=getattr(acceleration, "note", "")))
+            previews = step_previews(run.device, card, run.num_steps, self._keep_floats)
             while not self._cancel.is_set():
                 try:
                     step = next(run)
                 except StopIteration:
                     break
-                frames, previous_x0 = step_frames(step, card.data_kind, card.value_range, previous_x0)
-                last = step.index == run.num_steps - 1
-                x_t = to_numpy(step.x_t).copy() if self._keep_floats or last else None
-                x0 = previous_x0.copy() if self._keep_floats else None   # on a CPU: a view of the tensor
-                self.step_ready.emit(self._number, WorkerStep(frames, x_t, x0))
-                steps_done += 1
+                previews.submit(step)
+                steps_done += self._send(previews.ready())
+            steps_done += self._send(previews.ready(wait=True))   # the steps done stay, on a cancel too
             if self._cancel.is_set() and steps_done < run.num_steps:
                 run.close()   # no further model call
                 outcome = RunOutcome(CANCELLED, steps_done, f"cancelled after {steps_done} of {run.num_steps} steps")
@@ -145,16 +182,28 @@ class SamplingWorker(QObject):
         except Exception as exc:  # noqa: BLE001 -- every failure becomes a message; the window stays
             if not isinstance(exc, StudioError) and not is_out_of_memory(exc):
                 traceback.print_exc(file=sys.stderr)   # a bug: keep the traceback for the report
+            if previews is not None:
+                try:   # the steps before the failure stay (on a GPU some may still be on their way)
+                    steps_done += self._send(previews.ready(wait=True))
+                except Exception:  # noqa: BLE001 -- a broken device may not give them back
+                    pass
             if run is not None:
                 run.close()
             outcome = RunOutcome(FAILED, steps_done, describe_failure(exc))
         finally:
+            threads.restore()
             if outcome is None:
                 outcome = RunOutcome(FAILED, steps_done, "the run stopped unexpectedly")
             self.outcome = RunOutcome(outcome.status, outcome.steps_done, outcome.message,
                                       time.perf_counter() - started)
             self._denoiser = self._classifier = None   # the window may swap models; do not keep them alive
             self.run_done.emit(self._number, self.outcome)
+
+
+    def _send(self, steps: list[WorkerStep]) -> int:
+        for step in steps:
+            self.step_ready.emit(self._number, step)
+        return len(steps)
 
 
 class RunController(QObject):

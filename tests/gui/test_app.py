@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
 
 from gui_models import write_unet_checkpoint
 from studio.gui import MainWindow, app
@@ -16,16 +16,43 @@ def test_help_and_bad_arguments_need_no_window(capsys):
     assert "at most one checkpoint" in capsys.readouterr().err
 
 
+class _WhenShown(QObject):
+    """Calls ``then`` (once the event is handled) when the first MainWindow is shown."""
+
+    def __init__(self, then):
+        super().__init__()
+        self.then = then
+        self.done = False
+
+    def eventFilter(self, watched, event):
+        if not self.done and event.type() == QEvent.Type.Show and isinstance(watched, MainWindow):
+            self.done = True
+            QTimer.singleShot(0, self.then)
+        return False
+
+
 def test_studio_path_opens_the_checkpoint_and_returns_on_close(qtbot, tmp_path):
     path = write_unet_checkpoint(tmp_path / "cli.safetensors", name="from-the-command-line")
     seen = {}
 
     def look_then_close():
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        seen["names"] = [w.card.name if w.card else None for w in windows]
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMainWindow) and w.isVisible()]
+        seen["names"] = [w.card.name if isinstance(w, MainWindow) and w.card else w.objectName() for w in windows]
         for window in windows:
             window.close()
 
-    QTimer.singleShot(0, look_then_close)
-    assert app.main([str(path)]) == 0
-    assert seen["names"] == ["from-the-command-line"]
+    watcher = _WhenShown(look_then_close)
+    QApplication.instance().installEventFilter(watcher)
+    try:
+        assert app.main([str(path)]) == 0
+    finally:
+        QApplication.instance().removeEventFilter(watcher)
+    assert seen["names"] == ["from-the-command-line"]   # the "Loading…" shell has gone
+
+
+def test_the_loading_shell_is_painted_before_the_studio_window_is_built(qtbot):
+    shell = app.show_loading_shell(QApplication.instance())
+    qtbot.addWidget(shell)
+    assert shell.was_painted and shell.isVisible()
+    assert shell.windowTitle() == "Sampling Studio" and shell.objectName() == "startupWindow"
+    assert "Loading" in shell.findChild(QLabel, "loadingLabel").text()

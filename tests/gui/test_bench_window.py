@@ -19,3 +19,5 @@ def test_quick_window_and_startup_sections(tmp_path):
                      "command to the studio window"):
         assert expected in names
     assert all(row["value"] is None or math.isfinite(row["value"]) for row in rows)
+    first_paint = next(row for row in rows if row["name"].startswith("command to a painted window"))
+    assert "startupWindow" in first_paint["detail"] and "before torch" in first_paint["detail"]   # the shell

@@ -13,8 +13,10 @@ def test_run_settings_and_layout_come_back_in_a_new_window(make_window, qtbot):
     panel.steps_spin.setValue(37)
     panel.spacing_combo.setCurrentIndex(panel.spacing_combo.findData("trailing"))
     panel.class_combo.setCurrentIndex(panel.class_combo.findData(4))
+    panel.network_combo.setCurrentIndex(panel.network_combo.findData("compiled_channels_last"))
     window.seed_panel.seed_spin.setValue(1234)
     window.seed_panel.batch_spin.setValue(9)
+    window.seed_panel.budget_spin.setValue(96)
     window.plots_panel.set_curve_key("log_snr")
     window.plots_dock.hide()
     window.close()
@@ -24,6 +26,9 @@ def test_run_settings_and_layout_come_back_in_a_new_window(make_window, qtbot):
     assert settings.sampler.name == "ddpm" and settings.sampler.steps == 37
     assert settings.sampler.spacing == "trailing"
     assert settings.class_label == 4 and settings.seed == 1234 and settings.batch_size == 9
+    assert settings.network == "compiled_channels_last"
+    assert again.seed_panel.budget_spin.value() == 96 and again.presenter.budget_bytes == 96 * 2**20
+    assert persistence.read_text("run/frame_budget_mib") == "96"
     assert again.plots_panel.curve_key() == "log_snr"
     assert again.plots_dock.isHidden()
     again.reset_layout_action.trigger()

@@ -196,3 +196,18 @@ def test_settings_the_panel_cannot_show_are_kept_until_the_panel_changes(make_wi
     window.sampler_panel.steps_spin.setValue(6)
     generate(window, qtbot)
     assert window.presenter.info.record["settings"]["sampler"]["steps_offset"] == 0
+
+
+def test_a_png_restores_the_network_mode_it_was_made_with(make_window, qtbot, file_model, tmp_path):
+    window = make_window()
+    assert window.open_checkpoint(file_model)
+    combo = window.sampler_panel.network_combo
+    combo.setCurrentIndex(combo.findData("channels_last"))
+    generate(window, qtbot, steps=3, batch=2, seed=1)
+    assert window.presenter.info.network == "channels_last", window.presenter.info.network_note
+    png = tmp_path / "channels-last.png"
+    assert window.exports.export_sample_png(png)
+    assert read_recipe(png)["settings"]["network"] == "channels_last"
+    combo.setCurrentIndex(combo.findData("plain"))
+    assert window.open_path(png) and window.error_banner.message() == ""
+    assert combo.currentData() == "channels_last" and window.current_settings().network == "channels_last"

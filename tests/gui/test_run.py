@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QSpinBox, QWidget
 
 from gui_models import tiny_digits
 from studio.core.engine import sample_final
@@ -250,6 +250,60 @@ def test_past_the_memory_budget_the_timeline_shows_keyframes_and_says_so(make_wi
                           make_grid(store.frame(3).x_t_tiles, window.preview_xt.grid.grid_layout))
     window.timeline.slider.setValue(STEPS - 1)
     assert "memory budget" not in window.timeline.label.text()
+
+
+def test_the_frame_memory_box_sets_the_next_runs_budget_and_the_status_says_keyframes(make_window, qtbot):
+    window = make_window(tiny_digits())
+    spin = window.findChild(QSpinBox, "frameBudgetSpin")
+    assert spin.value() == 512 and "keyframes" in spin.toolTip()
+    generate_and_wait(window, qtbot)
+    assert window.presenter.store.keeps_every_step and "keyframes" not in window.status_label.text()
+    spin.setValue(1)                                     # 1 MiB: 50 steps x 3 pictures x 64 tiles of 8x8x3 do not fit
+    configure(window, steps=50, batch=64)
+    outcome = generate_and_wait(window, qtbot)
+    assert outcome.status == FINISHED
+    store = window.presenter.store
+    assert store.budget_bytes == 2**20 and store.stride > 1 and store.nbytes < 2**20 + 2**16
+    assert "keyframes" in window.status_label.text() and "frame memory 1 MiB" in window.status_label.text()
+
+
+def test_a_cpu_run_leaves_a_core_to_the_window_and_puts_torch_threads_back(make_window, qtbot):
+    import threading
+
+    import torch
+
+    from studio.gui.worker import cpu_threads_for_run
+
+    model = tiny_digits()
+    seen = []
+    forward = model.network.forward
+    model.network.forward = lambda *args, **kwargs: (seen.append(torch.get_num_threads()), forward(*args, **kwargs))[1]
+    window = make_window(model)
+    before = torch.get_num_threads()
+    configure(window, steps=3, batch=2)
+    generate_and_wait(window, qtbot)
+    assert seen and set(seen) == {cpu_threads_for_run()}
+    assert cpu_threads_for_run(available=2) == 1 and cpu_threads_for_run(available=1) == 1
+    in_a_new_thread = []
+    thread = threading.Thread(target=lambda: in_a_new_thread.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert in_a_new_thread == [before] and torch.get_num_threads() == before
+
+
+def test_a_faster_network_mode_runs_and_the_status_bar_names_it(make_window, qtbot):
+    window = make_window(tiny_digits())
+    combo = window.sampler_panel.network_combo
+    combo.setCurrentIndex(combo.findData("channels_last"))
+    configure(window, steps=3, batch=2)
+    generate_and_wait(window, qtbot)
+    assert window.presenter.info.network == "channels_last" and window.presenter.info.network_note == ""
+    assert window.presenter.info.record["settings"]["network"] == "channels_last"
+    assert "network channels_last" in window.status_label.text()
+    combo.setCurrentIndex(combo.findData("plain"))
+    generate_and_wait(window, qtbot)
+    assert window.presenter.info.record["settings"]["network"] == "plain"
+    assert "network" not in window.status_label.text()
 
 
 def test_settings_the_model_cannot_take_show_a_message_and_keep_the_last_run(make_window, qtbot):

@@ -12,7 +12,8 @@ from gui_models import tiny_digits, tiny_vector
 from studio.core.bundled import DEFAULT_MODEL, bundled_by_name
 
 WIDGET_NAMES = ["generateButton", "cancelButton", "samplerCombo", "stepsSpin", "etaSpin", "seedSpin", "batchSpin",
-                "classCombo", "timelineSlider", "playButton", "previewXt", "previewX0", "schedulePlot", "progressBar"]
+                "classCombo", "timelineSlider", "playButton", "previewXt", "previewX0", "schedulePlot", "progressBar",
+                "networkCombo", "frameBudgetSpin"]
 ACTION_NAMES = ["openCheckpointAction", "exportImageAction", "exportGridAction", "exportGifAction",
                 "exportSamplesAction", "exportNpzAction"]
 
@@ -100,3 +101,19 @@ def test_window_opens_the_bundled_digits_model_and_one_click_generates(make_wind
         qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
     assert finished.args[0].status == "finished"
     assert window.preview_x0.grid.grid_image().std() > 10   # digits, not a flat picture
+
+
+def test_the_network_combo_offers_every_speed_mode_and_says_what_each_costs(make_window):
+    from PySide6.QtWidgets import QComboBox
+
+    from studio.core.acceleration import NETWORK_MODES
+
+    window = make_window(tiny_digits())
+    combo = window.findChild(QComboBox, "networkCombo")
+    assert [combo.itemData(i) for i in range(combo.count())] == list(NETWORK_MODES)
+    assert combo.currentData() == "plain" and combo.isEnabled()
+    tips = [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())]
+    assert all(tips) and "tens of seconds" in tips[NETWORK_MODES.index("compiled")]
+    assert "falls back to plain" in combo.toolTip()
+    combo.setCurrentIndex(combo.findData("compiled"))
+    assert window.current_settings().network == "compiled"

@@ -12,6 +12,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ...core.schedules import NoiseSchedule
+from ..views.axis_cache import cache_axes
 
 # key -> (title, how to get it from a schedule, log y axis)
 SCHEDULE_CURVES = {
@@ -44,6 +45,7 @@ class PlotsPanel(QWidget):
         plot.setLabel("bottom", "timestep t")
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setMenuEnabled(False)
+        cache_axes(plot)
         self.schedule_curve = plot.plot(pen=pg.mkPen((100, 181, 246), width=2))
         self.timestep_marks = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(255, 255, 255, 170))
         plot.addItem(self.timestep_marks)
@@ -61,6 +63,7 @@ class PlotsPanel(QWidget):
         plot.setLabel("bottom", "step")
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setMenuEnabled(False)
+        cache_axes(plot)
         plot.addLegend(offset=(-10, -30))   # bottom right: the curves start high on the left
         self.x_t_std_curve = plot.plot(pen=pg.mkPen((129, 199, 132), width=2), name="std of x_t")
         self.x0_change_curve = plot.plot(pen=pg.mkPen((255, 138, 101), width=2), name="change of x0_pred (RMS)")
@@ -88,8 +91,12 @@ class PlotsPanel(QWidget):
         self._draw_schedule()
 
     def set_timesteps(self, timesteps: np.ndarray | None) -> None:
+        """The run's timesteps: marks on the schedule curve (which stays as it is: no new range, no axis redraw),
+        and the per-step plot's x axis spans the run's steps from the start, so it is not redrawn as it grows."""
         self._timesteps = None if timesteps is None else np.asarray(timesteps)
-        self._draw_schedule()
+        self._draw_marks()
+        if self._timesteps is not None and len(self._timesteps):   # (setXRange also stops x auto-range)
+            self.step_plot.getPlotItem().getViewBox().setXRange(1, max(2, len(self._timesteps)), padding=0.02)
 
     def curve_key(self) -> str:
         return self.curve_combo.currentData()
@@ -111,12 +118,16 @@ class PlotsPanel(QWidget):
         plot.setLabel("left", title)
         t = np.arange(len(values))
         self.schedule_curve.setData(t, values)
-        if self._timesteps is not None and len(self._timesteps):
-            marks = values[self._timesteps]
+        self._draw_marks()
+        plot.enableAutoRange()
+
+    def _draw_marks(self) -> None:
+        if self._schedule is not None and self._timesteps is not None and len(self._timesteps):
+            _, values_of, log_y = SCHEDULE_CURVES[self.curve_key()]
+            marks = np.asarray(values_of(self._schedule), dtype=np.float64)[self._timesteps]
             self.timestep_marks.setData(self._timesteps, np.log10(marks) if log_y else marks)
         else:
             self.timestep_marks.clear()
-        plot.enableAutoRange()
 
     def set_cursor(self, t: int | None, step: int | None) -> None:
         """Put both cursors on the step shown, unless the user is dragging one."""

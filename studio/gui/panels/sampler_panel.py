@@ -1,4 +1,5 @@
-"""Sampler panel: sampler, steps, eta, timestep spacing, variance, x0 clipping, guidance, class.
+"""Sampler panel: sampler, steps, eta, timestep spacing, variance, x0 clipping, guidance, class, and the network's
+speed mode.
 
 Only the options that apply to the chosen sampler and the loaded model are enabled; each says what it does
 in its tooltip. The panel turns its widgets into settings objects and back; it validates nothing itself
@@ -24,6 +25,19 @@ CLIP_CHOICES = (("As the model card", "model"), ("Clip to ± range", "clip"), ("
                 ("Off", "off"))
 VARIANCE_CHOICES = ("fixed_small", "fixed_large", "learned", "learned_range")
 DDIM_NOISE_CHOICES = (("× eq. 16 noise", "eta"), ("sigma-hat noise", "sigma_hat"))
+NETWORK_CHOICES = (
+    ("plain", "the network as it is: the reference, bit for bit what `studio sample` computes"),
+    ("channels_last", "channels-last memory layout: often faster convolutions; outputs differ in their last bits "
+                      "(used only if within 1e-4 of plain)"),
+    ("compiled", "torch.compile: faster per step, but the first run takes tens of seconds to compile (once per "
+                 "model and batch while the studio is open); outputs differ in their last bits (used only if "
+                 "within 1e-4 of plain)"),
+    ("compiled_channels_last", "torch.compile on the channels-last layout: both of the above, the same first-run "
+                               "warm-up"),
+)
+NETWORK_TIP = ("How the network runs. A faster mode is checked against the plain network before the run and "
+               "falls back to plain (the status bar says why) if it fails or moves an output by more than 1e-4:\n" +
+               "\n".join(f"{name}: {tip}" for name, tip in NETWORK_CHOICES))
 GUIDANCE_TIP = (
     "Guidance pushes each sample towards the class chosen above. Classifier-free: the model's own "
     "conditional and unconditional answers, eps = eps_uncond + scale (eps_cond - eps_uncond); it needs a "
@@ -98,6 +112,11 @@ class SamplerPanel(QWidget):
         self.class_combo = self._combo("classCombo", "Class", (
             "Which class to draw, for a class-conditional model: one class for every sample, 'cycle' (sample i "
             "gets class i mod K), or no class (the model's unconditional mode)"))
+        self.network_combo = self._combo("networkCombo", "Network speed mode", NETWORK_TIP)
+        for name, tip in NETWORK_CHOICES:
+            self.network_combo.addItem(name, name)
+            self.network_combo.setItemData(self.network_combo.count() - 1, f"{name}: {tip}",
+                                           Qt.ItemDataRole.ToolTipRole)
 
         form = QFormLayout(self)
         eta_row = QHBoxLayout()   # eta and the noise it scales share a row: the dock stays short
@@ -107,7 +126,7 @@ class SamplerPanel(QWidget):
                               ("Spacing", self.spacing_combo), ("Variance", self.variance_combo),
                               ("x0 clipping", self.clip_combo), ("Clip range", self.clip_range_spin),
                               ("Class", self.class_combo), ("Guidance", self.guidance_combo),
-                              ("Guidance scale", self.guidance_scale_spin)):
+                              ("Guidance scale", self.guidance_scale_spin), ("Network", self.network_combo)):
             form.addRow(label, widget)
             form.labelForField(widget).setToolTip((self.eta_spin if widget is eta_row else widget).toolTip())
         for signal in (self.sampler_combo.currentIndexChanged, self.steps_spin.valueChanged,
@@ -115,7 +134,8 @@ class SamplerPanel(QWidget):
                        self.spacing_combo.currentIndexChanged,
                        self.variance_combo.currentIndexChanged, self.clip_combo.currentIndexChanged,
                        self.clip_range_spin.valueChanged, self.guidance_combo.currentIndexChanged,
-                       self.guidance_scale_spin.valueChanged, self.class_combo.currentIndexChanged):
+                       self.guidance_scale_spin.valueChanged, self.class_combo.currentIndexChanged,
+                       self.network_combo.currentIndexChanged):
             signal.connect(self._on_change)
         self.set_card(None)
 
@@ -133,7 +153,7 @@ class SamplerPanel(QWidget):
     def _widgets(self) -> list:
         return [self.sampler_combo, self.steps_spin, self.eta_spin, self.ddim_noise_combo, self.spacing_combo,
                 self.variance_combo, self.clip_combo, self.clip_range_spin, self.guidance_combo,
-                self.guidance_scale_spin, self.class_combo]
+                self.guidance_scale_spin, self.class_combo, self.network_combo]
 
     def _on_change(self, *_):
         if self.class_combo.isEnabled():
@@ -198,7 +218,7 @@ class SamplerPanel(QWidget):
     def _update_enabled(self) -> None:
         has_model = self.card is not None
         ddim = self.sampler_combo.currentData() == "ddim"
-        for widget in (self.sampler_combo, self.steps_spin, self.spacing_combo, self.clip_combo):
+        for widget in (self.sampler_combo, self.steps_spin, self.spacing_combo, self.clip_combo, self.network_combo):
             widget.setEnabled(has_model)
         self.ddim_noise_combo.setEnabled(has_model and ddim)
         self.eta_spin.setEnabled(has_model and ddim and self.ddim_noise_combo.currentData() == "eta")
@@ -251,6 +271,13 @@ class SamplerPanel(QWidget):
 
     def class_label(self):
         return self.class_combo.currentData() if self.class_combo.isEnabled() else None
+
+    def network(self) -> str:
+        """RunSettings.network: the network's speed mode."""
+        return self.network_combo.currentData()
+
+    def set_network(self, mode: str) -> None:
+        self._select(self.network_combo, mode)
 
     def apply(self, sampler: SamplerSettings, guidance: GuidanceSettings, class_label) -> None:
         """Show stored settings (clamped to what the model allows)."""

@@ -1,4 +1,6 @@
-"""Seed panel: the seed, a randomise button and the batch size. Sample i of a batch uses seed + i."""
+"""Seed panel: the seed, a randomise button, the batch size, and the memory budget for a run's frames.
+
+Sample i of a batch uses seed + i."""
 
 from __future__ import annotations
 
@@ -9,6 +11,13 @@ from PySide6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QSp
 
 MAX_SEED_IN_BOX = 2**31 - 1   # QSpinBox holds 32-bit ints; the engine takes larger seeds from the CLI
 MAX_BATCH = 256
+DEFAULT_FRAME_BUDGET_MIB = 512   # as the trajectory store's own default
+MAX_FRAME_BUDGET_MIB = 256 * 1024
+FRAME_BUDGET_TIP = (
+    "Memory for one run's preview frames: every step's x_t, x0_pred and predicted noise as 8-bit pictures "
+    "(vector models: float points). A run whose steps do not all fit keeps keyframes instead — every k-th step "
+    "and the latest — and the timeline shows the nearest kept step (the status bar says so). "
+    "Applies to the next run.")
 
 
 class SeedPanel(QWidget):
@@ -33,6 +42,14 @@ class SeedPanel(QWidget):
         self.batch_spin.setToolTip("How many samples to draw at once; each gets its own seed (seed + i)")
         self.batch_spin.setRange(1, MAX_BATCH)
         self.batch_spin.setValue(16)
+        self.budget_spin = QSpinBox()
+        self.budget_spin.setObjectName("frameBudgetSpin")
+        self.budget_spin.setAccessibleName("Memory budget for a run's frames, in MiB")
+        self.budget_spin.setToolTip(FRAME_BUDGET_TIP)
+        self.budget_spin.setRange(1, MAX_FRAME_BUDGET_MIB)
+        self.budget_spin.setSingleStep(64)
+        self.budget_spin.setSuffix(" MiB")
+        self.budget_spin.setValue(DEFAULT_FRAME_BUDGET_MIB)
         self.seeds_label = QLabel()
         self.seeds_label.setObjectName("seedsLabel")
         self.seeds_label.setWordWrap(True)
@@ -40,9 +57,16 @@ class SeedPanel(QWidget):
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed_spin, 1)
         seed_row.addWidget(self.randomise_button)
+        budget_label = QLabel("Frame memory")
+        budget_label.setToolTip(FRAME_BUDGET_TIP)
+        budget_label.setBuddy(self.budget_spin)
+        batch_row = QHBoxLayout()   # the batch and the memory its frames may take share a row: the dock stays short
+        batch_row.addWidget(self.batch_spin, 1)
+        batch_row.addWidget(budget_label)
+        batch_row.addWidget(self.budget_spin, 1)
         form = QFormLayout(self)
         form.addRow("Seed", seed_row)
-        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Batch size", batch_row)
         form.addRow(self.seeds_label)
         self.seed_spin.valueChanged.connect(self._on_change)
         self.batch_spin.valueChanged.connect(self._on_change)
@@ -62,6 +86,12 @@ class SeedPanel(QWidget):
 
     def batch_size(self) -> int:
         return self.batch_spin.value()
+
+    def frame_budget_mib(self) -> int:
+        return self.budget_spin.value()
+
+    def set_frame_budget_mib(self, mib: int) -> None:
+        self.budget_spin.setValue(max(1, min(int(mib), MAX_FRAME_BUDGET_MIB)))
 
     def apply(self, seed: int, batch_size: int) -> None:
         self.seed_spin.setValue(min(seed, MAX_SEED_IN_BOX))

@@ -48,7 +48,11 @@ class ImageGridView(pg.GraphicsView):
         self.image_item = _ClickableImage(self._clicked, self._right_clicked)
         self.view_box.addItem(self.image_item)
         self.grid_layout: GridLayout | None = None
-        self._labels: list[pg.TextItem] = []
+        self._labels: list[pg.TextItem] = []       # the labels of the tiles shown, one per tile
+        self._label_pool: list[pg.TextItem] = []   # every label item made so far (reused, extra ones hidden)
+        self._label_font = QFont()
+        self._label_font.setPointSize(8)
+        self._ranged_shape: tuple[int, int] | None = None   # the grid shape the view was last sized to
         self._label_width = 0
         self._focus_frame = QGraphicsRectItem()
         pen = QPen(QColor(255, 196, 0))
@@ -62,28 +66,40 @@ class ImageGridView(pg.GraphicsView):
 
     # --- layout ----------------------------------------------------------------------------------------------------
     def set_layout(self, layout: GridLayout | None, labels: list[str] | None = None) -> None:
-        """A new batch shape: size the view to the grid and put a label on each tile."""
-        self.grid_layout = layout
-        for item in self._labels:
-            self.view_box.removeItem(item)
-        self._labels = []
+        """A new batch shape: size the view to the grid and put a label on each tile.
+
+        Label items are kept and reused from run to run (making them is most of the cost of starting a run on
+        the GUI thread); the ones a smaller batch does not need are hidden."""
         if layout is None:
+            self.grid_layout = None
+            for item in self._labels:
+                item.hide()
+            self._labels = []
             self.image_item.clear()
             self._focus_frame.hide()
             return
-        font = QFont()
-        font.setPointSize(8)
-        self._label_width = max((QFontMetrics(font).horizontalAdvance(t) for t in labels or []), default=0)
-        for index, text in enumerate(labels or []):
-            top, left = layout.origin(index)
-            label = pg.TextItem(text, color=(235, 235, 235), fill=pg.mkBrush(0, 0, 0, 150), anchor=(0, 0))
-            label.setFont(font)
-            label.setPos(left, top)
+        texts = list(labels or [])
+        while len(self._label_pool) < len(texts):
+            label = pg.TextItem("", color=(235, 235, 235), fill=pg.mkBrush(0, 0, 0, 150), anchor=(0, 0))
+            label.setFont(self._label_font)
             label.setZValue(5)
+            label.hide()
             self.view_box.addItem(label)
-            self._labels.append(label)
-        height, width = layout.shape
-        self.view_box.setRange(QRectF(0, 0, width, height), padding=0.01)
+            self._label_pool.append(label)
+        for label in self._label_pool[len(texts):]:
+            label.hide()
+        self._labels = self._label_pool[:len(texts)]
+        metrics = QFontMetrics(self._label_font)
+        self._label_width = max((metrics.horizontalAdvance(t) for t in texts), default=0)
+        for index, (label, text) in enumerate(zip(self._labels, texts)):
+            top, left = layout.origin(index)
+            label.setText(text)
+            label.setPos(left, top)
+        if layout.shape != self._ranged_shape:   # the same shape again (the next run): the view is right
+            height, width = layout.shape
+            self.view_box.setRange(QRectF(0, 0, width, height), padding=0.01)
+            self._ranged_shape = layout.shape
+        self.grid_layout = layout
         self._update_label_visibility()
 
     def _update_label_visibility(self, *_):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
+from .axis_cache import cache_axes
+
 TRACED_PARTICLES = 8
 _TRACE_COLOURS = [(255, 99, 71), (100, 181, 246), (129, 199, 132), (255, 213, 79),
                   (186, 104, 200), (77, 208, 225), (255, 138, 101), (174, 213, 129)]
@@ -23,6 +25,7 @@ class ScatterView(pg.PlotWidget):
         self.setBackground((30, 30, 30))
         plot = self.getPlotItem()
         plot.showGrid(x=True, y=True, alpha=0.2)
+        cache_axes(plot)
         plot.setLabel("bottom", "x[0]")
         plot.setLabel("left", "x[1]")
         plot.getViewBox().setAspectLocked(True)
