@@ -14,7 +14,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..core.preview import GridLayout
+from ..core.preview import GridLayout, tile_channels
 from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
 from .float_trajectory import DEFAULT_FLOAT_BUDGET_BYTES, FloatTrajectory, float_trajectory_bytes
 from .views.focus_view import FocusView
@@ -94,8 +94,10 @@ class RunPresenter(QObject):
         batch = len(info.seeds)
         if card.data_kind == "image":
             _, height, width = card.data_shape
+            # grey models keep one channel per tile, not three (read back as RGB views)
             self.store = TrajectoryStore(info.num_steps, batch, tile_shape=(height, width),
-                                         budget_bytes=self.budget_bytes)
+                                         budget_bytes=self.budget_bytes,
+                                         channels=tile_channels(card.data_shape[0]))
             layout = GridLayout.for_batch(batch, height, width)
             labels = [self.tile_label(i) for i in range(batch)]
             for pane in (self.preview_xt, self.preview_x0):

@@ -239,11 +239,11 @@ def test_out_of_memory_is_a_message_not_a_crash(make_window, qtbot):
 def test_past_the_memory_budget_the_timeline_shows_keyframes_and_says_so(make_window, qtbot):
     window = make_window(tiny_digits())
     configure(window, batch=2)
-    per_step = 3 * 2 * 8 * 8 * 3
+    per_step = 3 * 2 * 8 * 8 * 1                        # 3 pictures of 2 grey 8x8 tiles, one channel
     window.presenter.budget_bytes = 5 * per_step        # 4 keyframes + the latest, for 12 steps
     generate_and_wait(window, qtbot)
     store = window.presenter.store
-    assert store.stride == 3 and store.nbytes < 6 * per_step
+    assert store.stride == 3 and store.nbytes < 6 * per_step + 1024   # + the per-step numbers (t, std, ...)
     window.timeline.slider.setValue(4)                   # step 5 was not kept; step 4 (index 3) was
     assert "showing kept step 4: memory budget" in window.timeline.label.text()
     assert np.array_equal(window.preview_xt.grid.grid_image(),
@@ -258,8 +258,8 @@ def test_the_frame_memory_box_sets_the_next_runs_budget_and_the_status_says_keyf
     assert spin.value() == 512 and "keyframes" in spin.toolTip()
     generate_and_wait(window, qtbot)
     assert window.presenter.store.keeps_every_step and "keyframes" not in window.status_label.text()
-    spin.setValue(1)                                     # 1 MiB: 50 steps x 3 pictures x 64 tiles of 8x8x3 do not fit
-    configure(window, steps=50, batch=64)
+    spin.setValue(1)                                     # 1 MiB: 100 steps x 3 pictures x 64 grey 8x8 tiles do not fit
+    configure(window, steps=100, batch=64)
     outcome = generate_and_wait(window, qtbot)
     assert outcome.status == FINISHED
     store = window.presenter.store

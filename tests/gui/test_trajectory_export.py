@@ -127,7 +127,7 @@ def test_a_cancelled_file_dialog_writes_nothing(ran, qtbot, tmp_path, monkeypatc
 
 def test_a_run_kept_as_keyframes_says_what_the_animation_shows(make_window, qtbot):
     window = make_window(tiny_digits())
-    window.presenter.budget_bytes = 5 * 3 * 2 * 8 * 8 * 3
+    window.presenter.budget_bytes = 5 * 3 * 2 * 8 * 8 * 1   # 5 steps of 3 pictures of 2 grey 8x8 tiles
     generate(window, qtbot, steps=12, batch=2)
     dialog = open_dialog(window, qtbot)
     assert dialog.note_label.isVisibleTo(dialog) and "one step in 3" in dialog.note_label.text()
