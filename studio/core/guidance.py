@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -47,6 +48,9 @@ def make_predict(
     schedule = denoiser.schedule
     use_cfg = guidance.kind == "classifier_free" and guidance.scale != 1.0
     use_classifier = guidance.kind == "classifier" and guidance.scale != 0.0
+    if not use_cfg and not use_classifier:
+        # a plain pass: the denoiser's own predict with the labels bound, no frame of ours in between
+        return functools.partial(denoiser.predict, class_labels=model_labels)
     both_labels = torch.cat([target_labels, null_labels]) if use_cfg else None   # one tensor for every step
 
     def predict(x_t: torch.Tensor, t: int) -> Prediction:

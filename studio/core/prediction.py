@@ -8,6 +8,7 @@ With x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps and v = sqrt(alpha_bar) 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -55,6 +56,32 @@ def split_learned_variance(raw: torch.Tensor, channels: int, variance_type: str)
     return raw, None
 
 
+def _from_epsilon(model_output, x_t, sqrt_ab, sqrt_1m_ab, var_values=None) -> Prediction:
+    return Prediction(model_output, (x_t - sqrt_1m_ab * model_output) / sqrt_ab, var_values)
+
+
+def _from_sample(model_output, x_t, sqrt_ab, sqrt_1m_ab, var_values=None) -> Prediction:
+    return Prediction((x_t - sqrt_ab * model_output) / sqrt_1m_ab, model_output, var_values)
+
+
+def _from_v(model_output, x_t, sqrt_ab, sqrt_1m_ab, var_values=None) -> Prediction:
+    return Prediction(sqrt_ab * model_output + sqrt_1m_ab * x_t, sqrt_ab * x_t - sqrt_1m_ab * model_output, var_values)
+
+
+# (model_output, x_t, sqrt(alpha_bar), sqrt(1 - alpha_bar), var_values) -> Prediction, one per prediction type:
+# a denoiser picks its converter once rather than comparing strings at every model call
+PREDICTION_CONVERTERS = {"epsilon": _from_epsilon, "sample": _from_sample, "v_prediction": _from_v}
+
+
+def prediction_converter(prediction_type: str):
+    try:
+        return PREDICTION_CONVERTERS[prediction_type]
+    except KeyError:
+        raise SettingsError(
+            f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}"
+        ) from None
+
+
 def to_prediction(
     model_output: torch.Tensor,
     x_t: torch.Tensor,
@@ -64,19 +91,8 @@ def to_prediction(
     var_values: torch.Tensor | None = None,
 ) -> Prediction:
     """eps and x0 from the network's output at a timestep with the given sqrt(alpha_bar), sqrt(1 - alpha_bar)."""
-    sqrt_ab, sqrt_1m_ab = sqrt_alpha_bar, sqrt_one_minus_alpha_bar
-    if prediction_type == "epsilon":
-        eps = model_output
-        x0 = (x_t - sqrt_1m_ab * eps) / sqrt_ab
-    elif prediction_type == "sample":
-        x0 = model_output
-        eps = (x_t - sqrt_ab * x0) / sqrt_1m_ab
-    elif prediction_type == "v_prediction":
-        x0 = sqrt_ab * x_t - sqrt_1m_ab * model_output
-        eps = sqrt_ab * model_output + sqrt_1m_ab * x_t
-    else:
-        raise SettingsError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
-    return Prediction(eps=eps, x0=x0, var_values=var_values)
+    return prediction_converter(prediction_type)(model_output, x_t, sqrt_alpha_bar, sqrt_one_minus_alpha_bar,
+                                                 var_values)
 
 
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sqrt_alpha_bar: float, sqrt_one_minus_alpha_bar: float):
@@ -111,6 +127,15 @@ class X0Clip:
     @property
     def active(self) -> bool:
         return self.clip_sample or self.thresholding
+
+    def function(self):
+        """The clip as one callable picked once per run (None: no clip), so a step makes no Python call or
+        attribute test of ours around the clamp."""
+        if self.thresholding:
+            return self._dynamic_threshold
+        if self.clip_sample:
+            return functools.partial(torch.clamp, min=-self.clip_sample_range, max=self.clip_sample_range)
+        return None
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         if self.thresholding:

@@ -187,11 +187,11 @@ class NoiseSchedule:
         """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) as diffusers computes them; t < 0 gives (1, 0)."""
         if t < 0:
             return 1.0, 0.0
-        return self._sqrt_pairs[t]
+        return self.sqrt_pairs[t]
 
     @cached_property
-    def _sqrt_pairs(self) -> list[tuple[float, float]]:
-        """sqrt_terms of every t as Python floats (exactly the float32 values): a list lookup at every step, not
+    def sqrt_pairs(self) -> list[tuple[float, float]]:
+        """sqrt_terms of every t >= 0, indexed by t, as Python floats (exactly the float32 values): a list lookup at every step, not
         numpy indexing and conversion (a model call leaves numpy's code cold: that costs tens of µs)."""
         return list(zip(self.sqrt_alpha_bar32.tolist(), self.sqrt_one_minus_alpha_bar32.tolist()))
 

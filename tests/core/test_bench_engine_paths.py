@@ -102,3 +102,37 @@ def test_acceleration_modes_are_checked_and_vector_models_stay_plain():
         accelerate(fake_denoiser(), "turbo")
     vector = fake_denoiser(shape=(2,))
     assert accelerate(vector, "channels_last").mode == "plain"
+
+
+class ScaledNetwork(FakeNetwork):
+    """FakeNetwork's output times ``scale`` at one t: Inf (hidden from x_t by DDPM's clip) or a huge finite value."""
+
+    def __init__(self, at_t, scale):
+        super().__init__()
+        self.at_t, self.factor = at_t, scale
+
+    def __call__(self, x, t, class_labels=None):
+        out = super().__call__(x, t, class_labels)
+        return out * self.factor if int(t[0]) == self.at_t else out
+
+
+@pytest.mark.parametrize("check_window", [None, 3])
+def test_an_inf_prediction_that_clipping_hides_from_x_t_still_stops_the_run(check_window):
+    network = ScaledNetwork(at_t=500, scale=float("inf"))
+    run = Run(fake_denoiser(network=network, clip_sample=True), RunSettings(sampler=DDPMSettings(steps=10)),
+              check_window=check_window)
+    kept = []
+    with pytest.raises(NumericalError, match=r"model's prediction at step 5/10 \(t=500\)"):
+        for step in run:
+            kept.append(step)
+    assert [s.t for s in kept] == [900, 800, 700, 600]
+
+
+def test_huge_but_finite_values_whose_check_overflows_are_not_called_nan():
+    # eps * x_t summed overflows float32 (the one-pass check says "not surely finite"); the full check then
+    # finds every value finite and the run goes on
+    network = ScaledNetwork(at_t=500, scale=1e30)
+    run = Run(fake_denoiser(network=network, clip_sample=True), RunSettings(sampler=DDPMSettings(steps=10)))
+    steps = list(run)
+    assert len(steps) == 10 and run.finished and run.steps_done == 10
+    assert float(steps[4].eps_pred.abs().max()) > 1e29 and torch.isfinite(steps[4].eps_pred).all()

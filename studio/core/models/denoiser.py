@@ -11,7 +11,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 
 from ..errors import SettingsError
-from ..prediction import Prediction, split_learned_variance, to_prediction
+from ..prediction import LEARNED_VARIANCE_TYPES, PREDICTION_CONVERTERS, Prediction, prediction_converter, split_learned_variance
 from ..schedules import NoiseSchedule
 from .card import ModelCard
 
@@ -97,16 +97,29 @@ class NetworkDenoiser:
         return self.network(x_t if x_t.dtype == self.dtype else x_t.to(self.dtype), t, class_labels)
 
     def predict(self, x_t: torch.Tensor, t: int, class_labels: torch.Tensor | None = None) -> Prediction:
-        expected = tuple(self.card.data_shape)
-        if tuple(x_t.shape[1:]) != expected:
+        # One frame and no string compares per call: right after a model call the interpreter's code is cold,
+        # and every call, branch and dictionary lookup here costs several times what it costs warm.
+        card = self.card
+        if x_t.shape[1:] != card.data_shape:   # torch.Size against the card's tuple
+            expected = tuple(card.data_shape)
             raise SettingsError(
-                f"x_t must have shape (batch, {', '.join(map(str, expected))}) for model {self.card.name!r}, "
+                f"x_t must have shape (batch, {', '.join(map(str, expected))}) for model {card.name!r}, "
                 f"got {tuple(x_t.shape)}"
             )
-        t_batch = self._timestep_batch(int(t), x_t.shape[0], x_t.device)
-        raw = self.raw(x_t, t_batch, class_labels)
+        if class_labels is not None and not card.conditional:
+            raise SettingsError(f"model {card.name!r} is unconditional: it takes no class label")
+        t = int(t)
+        kept = self.__dict__.get("_timestep_batches", {}).get((t, x_t.shape[0], x_t.device))
+        if kept is not None and kept[0]._version == kept[1]:   # _timestep_batch's cache, looked up in line
+            t_batch = kept[0]
+        else:
+            t_batch = self._timestep_batch(t, x_t.shape[0], x_t.device)
+        raw = self.network(x_t if x_t.dtype == self.dtype else x_t.to(self.dtype), t_batch, class_labels)
         if raw.dtype != torch.float32:
             raw = raw.float()
-        out, var_values = split_learned_variance(raw, self.card.channels, self.card.variance_type)
-        sqrt_ab, sqrt_1m_ab = self.schedule.sqrt_terms(int(t))
-        return to_prediction(out, x_t, sqrt_ab, sqrt_1m_ab, self.card.prediction_type, var_values)
+        var_values = None
+        if card.variance_type in LEARNED_VARIANCE_TYPES:
+            raw, var_values = split_learned_variance(raw, card.channels, card.variance_type)
+        sqrt_ab, sqrt_1m_ab = self.schedule.sqrt_pairs[t] if t >= 0 else self.schedule.sqrt_terms(t)
+        convert = PREDICTION_CONVERTERS.get(card.prediction_type) or prediction_converter(card.prediction_type)
+        return convert(raw, x_t, sqrt_ab, sqrt_1m_ab, var_values)

@@ -85,12 +85,13 @@ def ddim_sample(
     rederive_eps = bool(use_clipped_model_output) and clip.active
     ts = [int(t) for t in timesteps]   # Python ints once, not a numpy scalar conversion per step
     num_steps = len(ts)
+    clip_x0 = clip.function()
     x = x_T
     for index, t in enumerate(ts):
         last = index == num_steps - 1
         t_prev = -1 if last else ts[index + 1]
         pred = predict(x, t)
-        x0 = clip(pred.x0)
+        x0 = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
         eps = pred.eps
         if rederive_eps:
             eps = eps_from_x0(x, x0, *schedule.sqrt_terms(t))

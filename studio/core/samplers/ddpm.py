@@ -72,12 +72,13 @@ def ddpm_sample(
     fixed_std = {"fixed_small": c["std_fixed_small"], "fixed_large": c["std_fixed_large"]}.get(variance_type)
     ts = [int(t) for t in timesteps]   # Python ints once, not a numpy scalar conversion per step
     num_steps = len(ts)
+    clip_x0 = clip.function()
     x = x_T
     for index, t in enumerate(ts):
         last = index == num_steps - 1
         t_prev = -1 if last else ts[index + 1]
         pred = predict(x, t)
-        x0 = clip(pred.x0)
+        x0 = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
         x_next = coef_x0[index] * x0 + coef_xt[index] * x
         noise_std = 0.0
         if not last:  # the last step returns the mean: it is the sample
