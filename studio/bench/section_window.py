@@ -1,24 +1,25 @@
 """Section 3: a run in the window (worker thread, live previews, store, painting) against the same settings
-run headless in a thread of its own; the longest stall of the GUI event loop during the window's runs; the
+run headless as ``studio sample`` runs them (the main thread of a process of its own, ``headless_child``,
+asked for one run at a time between the window's); the longest stall of the GUI event loop during the window's runs; the
 time to show a stored step when scrubbing (set the timeline, repaint the window); resident memory over
 repeated window runs.
 
-On the CPU the window's worker leaves ``GUI_CORES`` cores to the GUI thread (``studio.gui.worker``); the same
-rounds also run the window with every core given to torch, as the headless engine has them, so the table
-shows what that choice costs or saves on the machine at hand (quiet or busy)."""
+On the CPU the window's worker leaves ``GUI_CORES`` cores to the GUI thread (``studio.gui.cpu_threads``); the
+same rounds also run the window leaving one core more, so the table shows what that choice costs or saves on
+the machine at hand (quiet or busy)."""
 
 from __future__ import annotations
 
+import json
 import random
-import threading
+import subprocess
+import sys
 import time
 
-from ..core.engine import Run
 from ..core.samplers import DDIMSettings
 from ..core.settings import CLASS_CYCLE, GuidanceSettings
 from .process_memory import resident_mib
 from .qt_setup import application
-from .section_engine import drain
 from .table import Row
 from .timing import describe, median, paired_ratio
 from .workspace import Workspace
@@ -34,26 +35,37 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def _headless_run(denoiser, settings) -> float:
-    """Seconds of a run with no previews, in a fresh thread as the window's worker runs (each thread has its own
-    OpenMP team; a main thread that samples after a worker thread has can be many times slower when busy)."""
-    elapsed = []
+class HeadlessChild:
+    """``python -m studio.bench.headless_child``, kept open: one timed headless run per ``run()``."""
 
-    def run():
-        started = time.perf_counter()
-        drain(Run(denoiser, settings))
-        elapsed.append(time.perf_counter() - started)
+    def __init__(self, settings):
+        command = [sys.executable, "-m", "studio.bench.headless_child", json.dumps(settings.to_dict())]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._expect("ready")
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    return elapsed[0]
+    def _expect(self, what: str) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the headless child ended before it said {what!r}")
+        return line.strip()
+
+    def run(self) -> float:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return float(self._expect("its seconds"))
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 class WindowBench:
     """The studio window, offscreen, on the digits model with the bench's settings in its panels."""
 
     def __init__(self, ws: Workspace):
+        import torch
+
+        self._main_threads = torch.get_num_threads()   # the window sets its thread to one; later sections need them
         self.app = application(ws.folder / "qsettings")
         from ..gui.main_window import MainWindow
         from .gap_probe import GapProbe
@@ -72,15 +84,15 @@ class WindowBench:
     def run(self, gui_cores: int | None = None) -> tuple[float, float]:
         """Generate and wait for the run to end: (seconds, longest event-loop stall in ms). ``gui_cores``: the
         cores the worker leaves to the GUI thread for this run (default: the window's own choice)."""
-        from ..gui import worker
+        from ..gui import cpu_threads
 
-        chosen = worker.GUI_CORES
+        chosen = cpu_threads.GUI_CORES
         if gui_cores is not None:
-            worker.GUI_CORES = gui_cores
+            cpu_threads.GUI_CORES = gui_cores
         try:
             return self._run()
         finally:
-            worker.GUI_CORES = chosen
+            cpu_threads.GUI_CORES = chosen
 
     def _run(self) -> tuple[float, float]:
         from PySide6.QtCore import QEventLoop
@@ -109,50 +121,55 @@ class WindowBench:
         return shown
 
     def close(self) -> None:
+        import torch
+
         self.window.close()
         self.window.deleteLater()
         self.app.processEvents()
+        torch.set_num_threads(self._main_threads)
 
 
 def rows(ws: Workspace, section: int = 3) -> list[Row]:
     from .gap_probe import PROBE_INTERVAL_MS
 
-    from ..gui.worker import GUI_CORES, cpu_threads_for_run
+    from ..gui.cpu_threads import GUI_CORES, cpu_threads_for_run, run_threads
 
     sizes = ws.sizes
     bench = WindowBench(ws)
+    headless = HeadlessChild(bench.settings)
+    more_cores = GUI_CORES + 1
     _, first_stall = bench.run()   # warm-up: first paints, caches
-    _headless_run(ws.digits, bench.settings)
-    bench.run(gui_cores=0)
-    seconds = {"window": [], "headless": [], "window, all cores": []}
+    bench.run(gui_cores=more_cores)
+    seconds = {"window": [], "headless": [], "window, a core more to the GUI": []}
     stalls, resident = [], []
-    for round_ in range(sizes.window_repeats):
-        order = ["headless", "window", "window, all cores"]
-        for name in (order if round_ % 2 else order[::-1]):   # alternate the order, as side_by_side does
-            if name == "headless":
-                seconds[name].append(_headless_run(ws.digits, bench.settings))
-            elif name == "window":
-                elapsed, stall = bench.run()
-                seconds[name].append(elapsed)
-                stalls.append(stall)
-            else:
-                seconds[name].append(bench.run(gui_cores=0)[0])
-        resident.append(resident_mib())
-    scrub_ms = bench.scrub(sizes.scrub_samples)
-    bench.close()
+    try:
+        for round_ in range(sizes.window_repeats):
+            order = ["headless", "window", "window, a core more to the GUI"]
+            for name in (order if round_ % 2 else order[::-1]):   # alternate the order, as side_by_side does
+                if name == "headless":
+                    seconds[name].append(headless.run())
+                elif name == "window":
+                    elapsed, stall = bench.run()
+                    seconds[name].append(elapsed)
+                    stalls.append(stall)
+                else:
+                    seconds[name].append(bench.run(gui_cores=more_cores)[0])
+            resident.append(resident_mib())
+        scrub_ms = bench.scrub(sizes.scrub_samples)
+    finally:
+        headless.close()
+        bench.close()
 
-    import torch
-
-    threads, all_threads = cpu_threads_for_run(), torch.get_num_threads()
+    threads, fewer = cpu_threads_for_run(), cpu_threads_for_run(gui_cores=more_cores)
     name = f"digits UNet b{sizes.digits_batch} · DDIM {sizes.window_steps} steps"
     out = [
         Row(section, f"window run / headless run · {name}", paired_ratio(seconds, "window", "headless"),
             "x", RATIO_GOAL, detail=describe(seconds, "window", "headless") +
-            f"; worker {threads} thread(s) ({GUI_CORES} core(s) left to the GUI), headless {all_threads}",
-            extra={"seconds": seconds, "worker_threads": threads, "headless_threads": all_threads}),
-        Row(section, "window run / headless run · worker on every core (for comparison)",
-            paired_ratio(seconds, "window, all cores", "headless"), "x",
-            detail=describe(seconds, "window, all cores", "headless") + f"; worker {all_threads} threads"),
+            f"; worker {threads} thread(s) ({GUI_CORES} core(s) left to the GUI), headless {run_threads()} in "
+            "its own process", extra={"seconds": seconds, "worker_threads": threads, "headless_threads": run_threads()}),
+        Row(section, f"window run / headless run · {more_cores} core(s) left to the GUI (for comparison)",
+            paired_ratio(seconds, "window, a core more to the GUI", "headless"), "x",
+            detail=describe(seconds, "window, a core more to the GUI", "headless") + f"; worker {fewer} thread(s)"),
         Row(section, "longest GUI event-loop stall during a window run", max(stalls), "ms", STALL_GOAL_MS,
             detail=f"{PROBE_INTERVAL_MS} ms timer probe; per run {', '.join(f'{s:.0f}' for s in stalls)} ms "
                    f"(first run, not counted: {first_stall:.0f} ms)", extra={"stalls_ms": stalls}),

@@ -30,6 +30,7 @@ from ..core.recipe import recorded_source
 from ..core.settings import RunSettings
 from . import persistence
 from .classifiers import ClassifierChoice
+from .cpu_threads import prepare_gui_thread
 from .error_banner import ErrorBanner
 from .export_actions import ExportActions
 from .panels.model_panel import ModelPanel
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         ``studio`` does); ``open_default=False`` starts empty (tests, scripts that bring their own model).
         ``checkpoint`` may also be a PNG the studio exported: its recipe's model and settings open."""
         super().__init__()
+        prepare_gui_thread()   # the GUI thread's torch work on one thread: the worker's team keeps its speed
         self.setObjectName("mainWindow")
         self.setWindowTitle("Sampling Studio")
         self.setAcceptDrops(True)

@@ -7,8 +7,8 @@ paint, and the float values exports use), in step order.
         ...
     for worker_step in previews.ready(wait=True):   # at the end: all the rest
 
-On the CPU (``HostPreviews``) the values already live on the host: each step's frames are made at once, in the
-worker thread. On a CUDA GPU (``SideStreamStepPreviews``) the values leave the device on a side stream through
+On the CPU (``HostPreviews``) the values already live on the host: the frames are made in the worker thread,
+a fast model's steps several at a time (``BATCH_INTERVAL_S``). On a CUDA GPU (``SideStreamStepPreviews``) the values leave the device on a side stream through
 pinned memory (``studio.core.device_previews``), so the sampler never waits for the screen: a step's frames
 come back once its copies have landed, a few steps later.
 """
@@ -16,13 +16,16 @@ come back once its copies have landed, a few steps later.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..core.preview import StepFrames, step_frames, to_numpy
+from ..core.preview import StepFrames, frames_for_steps, to_numpy
+
+BATCH_INTERVAL_S = 0.04   # a fast model's steps are made into frames this often, together
 
 
 @dataclass(frozen=True)
@@ -35,25 +38,37 @@ class WorkerStep:
 
 
 class HostPreviews:
-    """Frames made as each step is submitted. ``keep_floats``: every step's float x_t and x0_pred go along (else
-    only the last step's x_t, the samples)."""
+    """Frames made in the worker thread, several steps at a time: steps wait (their tensors are the engine's,
+    which it never writes again) until ``BATCH_INTERVAL_S`` has passed since the last batch, and are then made
+    together (``frames_for_steps``: the same dozen torch calls for one step or twenty). A slow model's steps
+    still go one by one; a fast model's reach the window a few at a time, which it paints at most 8 times a
+    second anyway. ``keep_floats``: every step's float x_t and x0_pred go along (else only the last step's x_t,
+    the samples)."""
 
-    def __init__(self, card, num_steps: int, keep_floats: bool):
+    def __init__(self, card, num_steps: int, keep_floats: bool, clock=time.perf_counter):
         self.data_kind, self.value_range = card.data_kind, card.value_range
         self.num_steps, self.keep_floats = num_steps, keep_floats
+        self._clock = clock
         self._previous_x0: np.ndarray | None = None
-        self._done: list[WorkerStep] = []
+        self._pending: list = []
+        self._batch_at = clock()
 
     def submit(self, step) -> None:
-        frames, self._previous_x0 = step_frames(step, self.data_kind, self.value_range, self._previous_x0)
-        last = step.index == self.num_steps - 1
-        x_t = to_numpy(step.x_t).copy() if self.keep_floats or last else None
-        x0 = self._previous_x0.copy() if self.keep_floats else None   # on a CPU: a view of the engine's tensor
-        self._done.append(WorkerStep(frames, x_t, x0))
+        self._pending.append(step)
 
     def ready(self, wait: bool = False) -> list[WorkerStep]:
-        done, self._done = self._done, []
-        return done
+        if not self._pending or not (wait or self._clock() - self._batch_at >= BATCH_INTERVAL_S):
+            return []
+        steps, self._pending = self._pending, []
+        self._batch_at = self._clock()
+        frames, self._previous_x0 = frames_for_steps(steps, self.data_kind, self.value_range, self._previous_x0)
+        out = []
+        for step, frame in zip(steps, frames):
+            last = step.index == self.num_steps - 1
+            x_t = to_numpy(step.x_t).copy() if self.keep_floats or last else None
+            x0 = to_numpy(step.x0_pred).copy() if self.keep_floats else None
+            out.append(WorkerStep(frame, x_t, x0))
+        return out
 
 
 class SideStreamStepPreviews:

@@ -16,7 +16,6 @@ opening another model) arrive after it ended and are dropped rather than mixed i
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -24,14 +23,14 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.engine import Run
+from ..core.engine import Run, resolve_device
 from ..core.errors import StudioError
 from ..core.models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
 from ..core.preview import to_numpy, to_uint8_tiles
 from ..core.settings import RunSettings
+from .cpu_threads import CpuThreads, release_gui_thread_pool
 from .step_previews import WorkerStep, step_previews
 
 FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
@@ -79,46 +78,9 @@ def describe_failure(exc: BaseException) -> str:
     return f"unexpected error during the run: {type(exc).__name__}: {text}"
 
 
-GUI_CORES = 1   # cores a CPU run leaves to the GUI thread (0: every core to torch, as the headless engine)
-
-
-def cpu_threads_for_run(available: int | None = None, gui_cores: int | None = None) -> int:
-    """Intra-op threads for a run on the CPU while the window is open: ``GUI_CORES`` fewer than the machine's
-    cores (at least 1, at most torch's own setting).
-
-    The GUI thread needs a core now and then (paints, events). When it takes one from a team of OpenMP threads
-    that spans every core, the other threads wait at the team's next barrier for the one that was pushed off,
-    and every model call takes as long as its slowest thread; other programs on the machine do the same. On 2
-    busy cores (python -m studio.bench --sections 3, which also measures every core) the digits run took 0.8x
-    the headless engine's time with one thread and 1.2x with two; on a quiet machine two threads are faster."""
-    available = available or os.cpu_count() or 1
-    gui = GUI_CORES if gui_cores is None else gui_cores
-    return max(1, min(torch.get_num_threads(), available - gui))
-
-
-class CpuThreads:
-    """Sets torch's intra-op threads for a CPU run in the worker thread, and puts the old number back."""
-
-    def __init__(self):
-        self._previous: int | None = None
-
-    def use(self, device) -> None:
-        if torch.device(device).type != "cpu":
-            return
-        self._previous = torch.get_num_threads()
-        wanted = cpu_threads_for_run()
-        if wanted != self._previous:
-            torch.set_num_threads(wanted)
-
-    def restore(self) -> None:
-        if self._previous is not None and torch.get_num_threads() != self._previous:
-            torch.set_num_threads(self._previous)
-        self._previous = None
-
-
 class SamplingWorker(QObject):
     run_ready = Signal(int, object)    # run number, RunInfo
-    step_ready = Signal(int, object)   # run number, WorkerStep
+    steps_ready = Signal(int, object)  # run number, list of WorkerSteps (one signal per batch: fewer GUI wake-ups)
     run_done = Signal(int, object)     # run number, RunOutcome
 
     def __init__(self, denoiser, settings: RunSettings, run_number: int, *, classifier=None,
@@ -153,8 +115,8 @@ class SamplingWorker(QObject):
             if model_batch:   # harmless if the engine splits too: each call then already has M rows
                 model = FixedBatchDenoiser(model, model_batch)
                 classifier = None if classifier is None else FixedBatchClassifier(classifier, model_batch)
+            threads.use(resolve_device(self._settings.device))   # before the run probes or compiles the network
             run = Run(model, self._settings, classifier=classifier)
-            threads.use(run.device)
             x_T = to_numpy(run.x_T).copy()
             x_T_values = x_T.reshape(x_T.shape[0], -1) if card.data_kind == "vector" else None
             x_T_tiles = to_uint8_tiles(x_T, card.value_range) if card.data_kind == "image" else None
@@ -201,8 +163,8 @@ class SamplingWorker(QObject):
 
 
     def _send(self, steps: list[WorkerStep]) -> int:
-        for step in steps:
-            self.step_ready.emit(self._number, step)
+        if steps:
+            self.steps_ready.emit(self._number, steps)
         return len(steps)
 
 
@@ -228,13 +190,14 @@ class RunController(QObject):
         if self.running:
             raise RuntimeError("a run is already in progress")
         self._number += 1
+        release_gui_thread_pool()   # this is the GUI thread: see studio.gui.cpu_threads
         thread = QThread()
         thread.setObjectName("samplingThread")
         worker = SamplingWorker(denoiser, settings, self._number, **options)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.run_ready.connect(self._on_ready)
-        worker.step_ready.connect(self._on_step)
+        worker.steps_ready.connect(self._on_steps)
         worker.run_done.connect(self._on_worker_done)
         self._thread, self._worker = thread, worker
         thread.start()
@@ -256,9 +219,11 @@ class RunController(QObject):
             self.run_ready.emit(info)
 
     @Slot(int, object)
-    def _on_step(self, number: int, frames) -> None:
-        if number == self._number and self.running:
-            self.step_ready.emit(frames)
+    def _on_steps(self, number: int, steps) -> None:
+        for step in steps:   # each may start or cancel another run: check before every one
+            if number != self._number or not self.running:
+                return
+            self.step_ready.emit(step)
 
     @Slot(int, object)
     def _on_worker_done(self, number: int, _outcome) -> None:

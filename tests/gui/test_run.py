@@ -12,6 +12,7 @@ from studio.core.engine import sample_final
 from studio.core.preview import make_grid, to_uint8_tiles
 from studio.core.samplers import DDIMSettings
 from studio.core.settings import RunSettings
+from studio.gui import step_previews
 from studio.gui.worker import CANCELLED, FAILED, FINISHED
 
 STEPS = 12
@@ -135,8 +136,16 @@ def test_clicking_a_tile_focuses_that_sample(make_window, qtbot):
         assert np.array_equal(panels[top:top + 8, left:left + 8], tiles[4])
 
 
+@pytest.fixture
+def unbatched(monkeypatch):
+    """Every step goes to the window as soon as it is made: a fast model's steps otherwise wait to be made into
+    frames together, and the ones before a held model call would arrive only after it."""
+    monkeypatch.setattr(step_previews, "BATCH_INTERVAL_S", 0.0)
+
+
 def _held_run(window, qtbot, hold_at):
-    """Start a run whose model call number ``hold_at`` stays in flight until the test opens the gate."""
+    """Start a run whose model call number ``hold_at`` stays in flight until the test opens the gate, once the
+    steps before it are in the window (tests that hold a call use the ``unbatched`` fixture)."""
     configure(window)
     network = window.denoiser.network
     network.hold_at = hold_at
@@ -146,7 +155,7 @@ def _held_run(window, qtbot, hold_at):
     return network
 
 
-def test_escape_cancels_within_one_model_call_and_keeps_the_steps_done(make_window, qtbot):
+def test_escape_cancels_within_one_model_call_and_keeps_the_steps_done(make_window, qtbot, unbatched):
     window = make_window(tiny_digits())
     network = _held_run(window, qtbot, hold_at=5)
     assert window.cancel_button.isEnabled() and not window.generate_button.isEnabled()
@@ -163,7 +172,7 @@ def test_escape_cancels_within_one_model_call_and_keeps_the_steps_done(make_wind
     assert "step 3/12" in window.timeline.label.text()
 
 
-def test_generate_is_disabled_while_running_and_settings_changes_wait_for_the_next_run(make_window, qtbot):
+def test_generate_is_disabled_while_running_and_settings_changes_wait_for_the_next_run(make_window, qtbot, unbatched):
     window = make_window(tiny_digits())
     network = _held_run(window, qtbot, hold_at=3)
     started = []
@@ -182,7 +191,7 @@ def test_generate_is_disabled_while_running_and_settings_changes_wait_for_the_ne
     assert window.presenter.store.batch_size == 6
 
 
-def test_closing_mid_run_stops_the_worker_cleanly(make_window, qtbot):
+def test_closing_mid_run_stops_the_worker_cleanly(make_window, qtbot, unbatched):
     window = make_window(tiny_digits())
     network = _held_run(window, qtbot, hold_at=4)
     controller = window.controller
@@ -267,30 +276,6 @@ def test_the_frame_memory_box_sets_the_next_runs_budget_and_the_status_says_keyf
     assert "keyframes" in window.status_label.text() and "frame memory 1 MiB" in window.status_label.text()
 
 
-def test_a_cpu_run_leaves_a_core_to_the_window_and_puts_torch_threads_back(make_window, qtbot):
-    import threading
-
-    import torch
-
-    from studio.gui.worker import cpu_threads_for_run
-
-    model = tiny_digits()
-    seen = []
-    forward = model.network.forward
-    model.network.forward = lambda *args, **kwargs: (seen.append(torch.get_num_threads()), forward(*args, **kwargs))[1]
-    window = make_window(model)
-    before = torch.get_num_threads()
-    configure(window, steps=3, batch=2)
-    generate_and_wait(window, qtbot)
-    assert seen and set(seen) == {cpu_threads_for_run()}
-    assert cpu_threads_for_run(available=2) == 1 and cpu_threads_for_run(available=1) == 1
-    in_a_new_thread = []
-    thread = threading.Thread(target=lambda: in_a_new_thread.append(torch.get_num_threads()))
-    thread.start()
-    thread.join()
-    assert in_a_new_thread == [before] and torch.get_num_threads() == before
-
-
 def test_a_faster_network_mode_runs_and_the_status_bar_names_it(make_window, qtbot):
     window = make_window(tiny_digits())
     combo = window.sampler_panel.network_combo
@@ -320,7 +305,7 @@ def test_settings_the_model_cannot_take_show_a_message_and_keep_the_last_run(mak
     assert window.presenter.store is store and window.timeline.slider.maximum() == STEPS - 1
 
 
-def test_opening_another_model_mid_run_stops_the_run_first(make_window, qtbot):
+def test_opening_another_model_mid_run_stops_the_run_first(make_window, qtbot, unbatched):
     window = make_window(tiny_digits())
     network = _held_run(window, qtbot, hold_at=3)
     original_cancel = window.controller.cancel
@@ -341,7 +326,7 @@ def test_ctrl_enter_generates(make_window, qtbot):
     assert finished.args[0].status == FINISHED and window.presenter.store.steps_done == 3
 
 
-def test_the_window_stays_responsive_during_a_run(make_window, qtbot):
+def test_the_window_stays_responsive_during_a_run(make_window, qtbot, unbatched):
     """While a model call is in flight: scrub back, resize, switch the schedule curve, move a dock."""
     window = make_window(tiny_digits())
     network = _held_run(window, qtbot, hold_at=6)
