@@ -1,8 +1,8 @@
 """Shows a run: keeps its frames in the TrajectoryStore and paints the step the timeline points at.
 
 Every step the worker sends goes into the store (and its float values into a FloatTrajectory, for exports);
-painting is coalesced to at most one repaint per ``REPAINT_INTERVAL_MS`` while a run streams in (the worker can
-be faster than a screen, and on a CPU every millisecond the GUI thread paints is taken from the sampler), the
+painting is coalesced to at most one repaint per ``REPAINT_INTERVAL_MS`` while a run streams in, fewer where the
+GUI thread's work would take more than its share of the machine from the sampler (``live_pace``), the
 plots (cursors, per-step curves) follow at most every ``LIVE_PLOTS_INTERVAL_S``; the last step is always
 painted in full, and scrubbing a finished run paints at once.
 """
@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.preview import GridLayout, tile_channels
 from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
+from .live_pace import REPAINT_INTERVAL_MS, LivePace
 from .float_trajectory import DEFAULT_FLOAT_BUDGET_BYTES, FloatTrajectory, float_trajectory_bytes
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
@@ -25,7 +26,6 @@ from .panels.plots_panel import PlotsPanel
 from .step_previews import WorkerStep
 from .worker import RunInfo
 
-REPAINT_INTERVAL_MS = 125      # ~8 live repaints a second
 LIVE_PLOTS_INTERVAL_S = 0.5    # the plots redraw their axes when the curves grow: less often
 
 
@@ -52,6 +52,7 @@ class RunPresenter(QObject):
         self._repaint_timer = QTimer(self)
         self._repaint_timer.setSingleShot(True)
         self._repaint_timer.setInterval(REPAINT_INTERVAL_MS)
+        self._pace = LivePace()
         self._repaint_timer.timeout.connect(self.paint)
         timeline.step_changed.connect(self._on_step_changed)
         preview_xt.grid.tile_clicked.connect(self.focus_sample)
@@ -111,6 +112,7 @@ class RunPresenter(QObject):
         self._mark_focus()
         self.plots.set_timesteps(info.timesteps)
         self.live = True
+        self._pace.start()
         self._ready_at = time.perf_counter()
         self._plots_at = 0.0
         self._captions()
@@ -182,6 +184,8 @@ class RunPresenter(QObject):
         """Show the step the timeline points at; ``full``: the plots follow now even during a live run."""
         if not self.has_steps:
             return
+        if self.live:
+            self._repaint_timer.setInterval(self._pace.next_interval_ms())
         index = min(self.timeline.current, self.store.latest_index)
         frame = self.store.frame(index)
         if self.store.tile_shape is not None:
