@@ -308,7 +308,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.controller.run_ready.connect(self._on_run_ready)
-        self.controller.step_ready.connect(self._on_step)
+        self.controller.steps_ready.connect(self._on_steps)
         self.controller.run_done.connect(self._on_run_done)
         self.model_panel.source_chosen.connect(lambda source: self.open_checkpoint(source))
         self.model_panel.open_file_requested.connect(self.open_checkpoint_dialog)
@@ -498,9 +498,11 @@ class MainWindow(QMainWindow):
             self.run_state_label.setText(f"running ({self._run_network}) — settings you change now apply to the "
                                          "next run")
 
-    def _on_step(self, step) -> None:
-        self.presenter.on_step(step)
-        frames = step.frames
+    def _on_steps(self, steps) -> None:
+        """A batch of steps from the worker (a fast model's come several at a time): kept, the timeline grown
+        once, the status written at most every PROGRESS_INTERVAL_S; ``step_added`` for each."""
+        self.presenter.on_steps(steps)
+        frames = steps[-1].frames
         done, total = frames.index + 1, frames.num_steps
         now = time.perf_counter()
         if done == total or now - self._progress_at >= PROGRESS_INTERVAL_S:   # text and bar repaint: not per step
@@ -509,7 +511,8 @@ class MainWindow(QMainWindow):
             rate = self.presenter.rate()
             eta = (total - done) / rate if rate > 0 else 0.0
             self.status_label.setText(f"step {done}/{total} · {rate:.1f} it/s · ETA {eta:.1f} s")
-        self.step_added.emit(frames.index)
+        for step in steps:
+            self.step_added.emit(step.frames.index)
 
     def _on_run_done(self, outcome: RunOutcome) -> None:
         self.presenter.on_run_done()

@@ -121,9 +121,10 @@ class RunPresenter(QObject):
         """Whether a run of this size will have all its float frames kept (the worker sends them only then)."""
         return float_trajectory_bytes(num_steps, batch_size, data_shape) <= self.float_budget_bytes
 
-    def on_step(self, step: WorkerStep) -> None:
-        self.store.append(step.frames)      # every step is kept (or its keyframe); only painting is coalesced
-        self.floats.append(step.frames.index, step.x_t, step.x0_pred)
+    def on_steps(self, steps: list[WorkerStep]) -> None:
+        for step in steps:   # every step is kept (or its keyframe); only painting is coalesced
+            self.store.append(step.frames)
+            self.floats.append(step.frames.index, step.x_t, step.x0_pred)
         self.timeline.grow(self.store.steps_done)
 
     def on_run_done(self) -> None:

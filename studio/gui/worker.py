@@ -172,7 +172,7 @@ class RunController(QObject):
     """Starts runs on a fresh QThread, forwards the current run's signals, cancels and waits."""
 
     run_ready = Signal(object)
-    step_ready = Signal(object)
+    steps_ready = Signal(object)  # a list of WorkerSteps of the current run, in step order
     run_done = Signal(object)     # emitted once the worker thread has ended
 
     def __init__(self, parent: QObject | None = None):
@@ -220,10 +220,8 @@ class RunController(QObject):
 
     @Slot(int, object)
     def _on_steps(self, number: int, steps) -> None:
-        for step in steps:   # each may start or cancel another run: check before every one
-            if number != self._number or not self.running:
-                return
-            self.step_ready.emit(step)
+        if number == self._number and self.running:
+            self.steps_ready.emit(steps)
 
     @Slot(int, object)
     def _on_worker_done(self, number: int, _outcome) -> None:
