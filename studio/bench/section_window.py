@@ -166,7 +166,8 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
         Row(section, f"window run / headless run · {name}", paired_ratio(seconds, "window", "headless"),
             "x", RATIO_GOAL, detail=describe(seconds, "window", "headless") +
             f"; worker {threads} thread(s) ({GUI_CORES} core(s) left to the GUI), headless {run_threads()} in "
-            "its own process", extra={"seconds": seconds, "worker_threads": threads, "headless_threads": run_threads()}),
+            "its own process",
+            extra={"seconds": seconds, "worker_threads": threads, "headless_threads": run_threads()}),
         Row(section, f"window run / headless run · {more_cores} core(s) left to the GUI (for comparison)",
             paired_ratio(seconds, "window, a core more to the GUI", "headless"), "x",
             detail=describe(seconds, "window, a core more to the GUI", "headless") + f"; worker {fewer} thread(s)"),

@@ -191,8 +191,9 @@ class NoiseSchedule:
 
     @cached_property
     def sqrt_pairs(self) -> list[tuple[float, float]]:
-        """sqrt_terms of every t >= 0, indexed by t, as Python floats (exactly the float32 values): a list lookup at every step, not
-        numpy indexing and conversion (a model call leaves numpy's code cold: that costs tens of µs)."""
+        """sqrt_terms of every t >= 0, indexed by t, as Python floats (exactly the float32 values): a list lookup at
+        every step, not numpy indexing and conversion (a model call leaves numpy's code cold: that costs tens of
+        µs)."""
         return list(zip(self.sqrt_alpha_bar32.tolist(), self.sqrt_one_minus_alpha_bar32.tolist()))
 
     def respaced_betas(self, timesteps) -> np.ndarray:

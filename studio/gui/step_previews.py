@@ -8,9 +8,9 @@ paint, and the float values exports use), in step order.
     for worker_step in previews.ready(wait=True):   # at the end: all the rest
 
 On the CPU (``HostPreviews``) the values already live on the host: the frames are made in the worker thread,
-a fast model's steps several at a time (``BATCH_INTERVAL_S``). On a CUDA GPU (``SideStreamStepPreviews``) the values leave the device on a side stream through
-pinned memory (``studio.core.device_previews``), so the sampler never waits for the screen: a step's frames
-come back once its copies have landed, a few steps later.
+a fast model's steps several at a time (``BATCH_INTERVAL_S``). On a CUDA GPU (``SideStreamStepPreviews``) the
+values leave the device on a side stream through pinned memory (``studio.core.device_previews``), so the sampler
+never waits for the screen: a step's frames come back once its copies have landed, a few steps later.
 """
 
 from __future__ import annotations

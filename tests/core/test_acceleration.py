@@ -4,8 +4,6 @@ says why, the setting round-trips through dicts, recipes and `studio sample --ne
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import checkpoint_makers as make
@@ -14,7 +12,7 @@ import pytest
 import torch
 from oracle_models import fake_denoiser
 
-from studio.cli import main
+from cli_running import run_studio
 from studio.core import acceleration
 from studio.core.acceleration import NETWORK_MODES, accelerate
 from studio.core.checkpoints import open_checkpoint
@@ -156,13 +154,7 @@ def test_a_compiled_network_is_within_tolerance_and_plain_comes_back(tmp_path):
 
 # --- studio sample --network ------------------------------------------------------------------------------------------
 def run_cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(["sample", *map(str, argv)])
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
+    return run_studio("sample", *argv)
 
 
 def test_cli_network_flag_end_to_end(tmp_path):

@@ -4,8 +4,6 @@ closes as the steps grow."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.cli import main
+from cli_running import run_studio
 from studio.commands.invert import invert_data, pixels_to_data
 from studio.core.checkpoints import open_checkpoint
 from studio.core.engine import Inversion
@@ -26,13 +24,7 @@ from studio.core.samplers import DDIMSettings
 
 
 def run_cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(["invert", *map(str, argv)])
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
+    return run_studio("invert", *argv)
 
 
 @pytest.fixture(scope="module")
