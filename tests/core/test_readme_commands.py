@@ -59,7 +59,7 @@ RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "studio sample --trajectory": ("tests/core/test_cli_sample.py", ['"--trajectory"']),
     "studio info PATH": ("tests/core/test_checkpoint_info.py", ['main(["info", str(path)])']),
     "studio info CHECKPOINT": ("tests/core/test_checkpoint_info.py", ['main(["info", str(path)])']),
-    "studio invert IMAGE": ("tests/core/test_cli_invert.py", ['main(["invert"']),
+    "studio invert IMAGE": ("tests/core/test_cli_invert.py", ['run_studio("invert"']),
     "studio train --data digits|toy2d|FOLDER --output model.safetensors": (
         "tests/core/test_train.py",
         ['studio_main(["train", "--data", "toy2d"', "def test_image_folder_with_class_subfolders",
