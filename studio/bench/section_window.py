@@ -1,6 +1,7 @@
 """Section 3: a run in the window (worker thread, live previews, store, painting) against the same settings
 run headless as ``studio sample`` runs them (the main thread of a process of its own, ``headless_child``,
-asked for one run at a time between the window's); the longest stall of the GUI event loop during the window's runs; the
+asked for one run before and after each of the window's, which is compared with those two: ``timing.bracketed``);
+the longest stall of the GUI event loop during the window's runs; the
 time to show a stored step when scrubbing (set the timeline, repaint the window); resident memory over
 repeated window runs.
 
@@ -21,13 +22,19 @@ from ..core.settings import CLASS_CYCLE, GuidanceSettings
 from .process_memory import resident_mib
 from .qt_setup import application
 from .table import Row
-from .timing import describe, median, paired_ratio
+from .timing import bracketed, describe, median
 from .workspace import Workspace
 
 RATIO_GOAL = 1.05
 STALL_GOAL_MS = 50.0
 SCRUB_GOAL_MS = 16.0
 GROWTH_GOAL_MIB = 1.0   # "no growth": at most this much per run, allocator noise
+
+
+def _spread(ratios: list[float]) -> str:
+    """'median of 15 runs, each against the headless runs beside it; middle half 1.01–1.06'."""
+    return (f"median of {len(ratios)} runs, each against the headless runs just before and after it; middle half "
+            f"{_percentile(ratios, 0.25):.3f}–{_percentile(ratios, 0.75):.3f}")
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -140,37 +147,37 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
     more_cores = GUI_CORES + 1
     _, first_stall = bench.run()   # warm-up: first paints, caches
     bench.run(gui_cores=more_cores)
-    seconds = {"window": [], "headless": [], "window, a core more to the GUI": []}
     stalls, resident = [], []
+
+    def window() -> float:
+        elapsed, stall = bench.run()
+        stalls.append(stall)
+        resident.append(resident_mib())
+        return elapsed
+
     try:
-        for round_ in range(sizes.window_repeats):
-            order = ["headless", "window", "window, a core more to the GUI"]
-            for name in (order if round_ % 2 else order[::-1]):   # alternate the order, as side_by_side does
-                if name == "headless":
-                    seconds[name].append(headless.run())
-                elif name == "window":
-                    elapsed, stall = bench.run()
-                    seconds[name].append(elapsed)
-                    stalls.append(stall)
-                else:
-                    seconds[name].append(bench.run(gui_cores=more_cores)[0])
-            resident.append(resident_mib())
+        seconds, ratios = bracketed(headless.run, {
+            "window": window,
+            "window, a core more to the GUI": lambda: bench.run(gui_cores=more_cores)[0],
+        }, sizes.window_repeats)
         scrub_ms = bench.scrub(sizes.scrub_samples)
     finally:
         headless.close()
         bench.close()
+    seconds["headless"] = seconds.pop("baseline")
 
     threads, fewer = cpu_threads_for_run(), cpu_threads_for_run(gui_cores=more_cores)
     name = f"digits UNet b{sizes.digits_batch} · DDIM {sizes.window_steps} steps"
     out = [
-        Row(section, f"window run / headless run · {name}", paired_ratio(seconds, "window", "headless"),
-            "x", RATIO_GOAL, detail=describe(seconds, "window", "headless") +
+        Row(section, f"window run / headless run · {name}", median(ratios["window"]),
+            "x", RATIO_GOAL, detail=_spread(ratios["window"]) + "; " + describe(seconds, "window", "headless") +
             f"; worker {threads} thread(s) ({GUI_CORES} core(s) left to the GUI), headless {run_threads()} in "
             "its own process",
-            extra={"seconds": seconds, "worker_threads": threads, "headless_threads": run_threads()}),
+            extra={"seconds": seconds, "ratios": ratios, "worker_threads": threads, "headless_threads": run_threads()}),
         Row(section, f"window run / headless run · {more_cores} core(s) left to the GUI (for comparison)",
-            paired_ratio(seconds, "window, a core more to the GUI", "headless"), "x",
-            detail=describe(seconds, "window, a core more to the GUI", "headless") + f"; worker {fewer} thread(s)"),
+            median(ratios["window, a core more to the GUI"]), "x",
+            detail=_spread(ratios["window, a core more to the GUI"]) + "; " +
+            describe(seconds, "window, a core more to the GUI", "headless") + f"; worker {fewer} thread(s)"),
         Row(section, "longest GUI event-loop stall during a window run", max(stalls), "ms", STALL_GOAL_MS,
             detail=f"{PROBE_INTERVAL_MS} ms timer probe; per run {', '.join(f'{s:.0f}' for s in stalls)} ms "
                    f"(first run, not counted: {first_stall:.0f} ms)", extra={"stalls_ms": stalls}),

@@ -15,7 +15,7 @@ class Sizes:
     unet_channels: tuple[int, ...] = (32, 64, 64)
     unet_batch: int = 4
     window_steps: int = 50
-    window_repeats: int = 5
+    window_repeats: int = 15          # window runs, each between two headless runs (the VM drifts)
     scrub_samples: int = 60
     memory_steps: int = 1000          # the 1000-step DDPM run, batch 16 (its frames feed the GIF)
     memory_batch: int = 16

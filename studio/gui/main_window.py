@@ -20,7 +20,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractButton, QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-    QProgressBar, QPushButton, QSizePolicy, QSplitter, QStackedWidget, QToolBar, QVBoxLayout, QWidget,
+    QPushButton, QSizePolicy, QSplitter, QStackedWidget, QToolBar, QVBoxLayout, QWidget,
 )
 
 from ..core.bundled import DEFAULT_MODEL, bundled_by_name
@@ -41,6 +41,7 @@ from .recipe_opening import device_choice, open_recipe_png
 from .run_presenter import RunPresenter
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
+from .views.progress_bar import ProgressBar
 from .views.timeline import Timeline
 from .worker import CANCELLED, FAILED, RunController, RunOutcome
 
@@ -295,7 +296,7 @@ class MainWindow(QMainWindow):
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.device_label = QLabel()
         self.device_label.setObjectName("deviceLabel")
-        self.progress_bar = QProgressBar()
+        self.progress_bar = ProgressBar()
         self.progress_bar.setObjectName("progressBar")
         self.progress_bar.setAccessibleName("Run progress")
         self.progress_bar.setMaximumWidth(220)

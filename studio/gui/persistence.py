@@ -32,8 +32,13 @@ def read_json(key: str, default=None):
 
 
 def write_json(key: str, value) -> None:
+    """Written through to disk at once, unless the stored text is already this (each Generate writes the run's
+    settings: a repeated run writes nothing)."""
     settings = open_settings()
-    settings.setValue(key, json.dumps(value))
+    text = json.dumps(value)
+    if settings.value(key) == text:
+        return
+    settings.setValue(key, text)
     settings.sync()
 
 

@@ -71,13 +71,19 @@ class RunPresenter(QObject):
         self.focus_view.setVisible(card is not None and not vector)
         self._captions()
 
-    def clear(self) -> None:
+    def clear(self, *, new_run: bool = False) -> None:
+        """Forget the run shown. ``new_run``: one is starting, whose ``on_run_ready`` lays out the grids again
+        (the same batch shape keeps its labels rather than hiding and showing them: GUI time taken from the
+        sampler)."""
         self._repaint_timer.stop()
         self.store, self.info, self.floats = None, None, None
         self.live = False
         self._curves_drawn = 0
         for pane in (self.preview_xt, self.preview_x0):
-            pane.grid.set_layout(None)
+            if new_run:
+                pane.grid.clear_image()
+            else:
+                pane.grid.set_layout(None)
             pane.scatter.reset()
         self.focus_view.clear()
         self.timeline.reset()
@@ -90,7 +96,7 @@ class RunPresenter(QObject):
 
     # --- a run streaming in ----------------------------------------------------------------------------------------
     def on_run_ready(self, info: RunInfo, card, schedule) -> None:
-        self.clear()
+        self.clear(new_run=True)
         self.info, self.card, self.schedule = info, card, schedule
         batch = len(info.seeds)
         if card.data_kind == "image":

@@ -49,6 +49,7 @@ class ImageGridView(pg.GraphicsView):
         self.view_box.addItem(self.image_item)
         self.grid_layout: GridLayout | None = None
         self._labels: list[pg.TextItem] = []       # the labels of the tiles shown, one per tile
+        self._label_texts: list[str] = []          # what they say
         self._label_pool: list[pg.TextItem] = []   # every label item made so far (reused, extra ones hidden)
         self._label_font = QFont()
         self._label_font.setPointSize(8)
@@ -70,6 +71,10 @@ class ImageGridView(pg.GraphicsView):
 
         Label items are kept and reused from run to run (making them is most of the cost of starting a run on
         the GUI thread); the ones a smaller batch does not need are hidden."""
+        texts = list(labels or [])
+        if layout is not None and layout == self.grid_layout and texts == self._label_texts:
+            return   # the next run of the same batch: its labels are in place already
+        self._label_texts = texts
         if layout is None:
             self.grid_layout = None
             for item in self._labels:
@@ -78,7 +83,6 @@ class ImageGridView(pg.GraphicsView):
             self.image_item.clear()
             self._focus_frame.hide()
             return
-        texts = list(labels or [])
         while len(self._label_pool) < len(texts):
             label = pg.TextItem("", color=(235, 235, 235), fill=pg.mkBrush(0, 0, 0, 150), anchor=(0, 0))
             label.setFont(self._label_font)
@@ -115,6 +119,10 @@ class ImageGridView(pg.GraphicsView):
         """(B, H, W, 3) uint8 tiles of this step -> the grid (uint8 RGB: pyqtgraph's fast path, no levels)."""
         grid = make_grid(tiles, self.grid_layout)
         self.image_item.setImage(grid, autoLevels=False)
+
+    def clear_image(self) -> None:
+        """No picture, the layout and labels kept (a new run of the same batch shape is about to start)."""
+        self.image_item.clear()
 
     def grid_image(self) -> np.ndarray | None:
         return self.image_item.image

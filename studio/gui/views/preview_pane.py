@@ -5,6 +5,7 @@ The pane is the widget that carries the objectName ``previewXt`` / ``previewX0``
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from .image_grid import ImageGridView
@@ -19,6 +20,10 @@ class PreviewPane(QWidget):
         self.title = QLabel(title)
         self.title.setToolTip(tooltip)
         self.title.setWordWrap(True)
+        # room for two lines from the start: a caption that wraps on a narrow pane ("waiting for the first
+        # step…") does not shrink the grid, re-laying out the window as each run starts
+        self.title.setMinimumHeight(2 * self.title.fontMetrics().lineSpacing())
+        self.title.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom)
         self.grid = ImageGridView()
         self.scatter = ScatterView()
         self.stack = QStackedWidget()

@@ -36,8 +36,12 @@ class ScatterView(pg.PlotWidget):
         self.trace_heads = pg.ScatterPlotItem(size=8, pen=pg.mkPen("k"))
         plot.addItem(self.trace_heads)
         self._extent: tuple[float, float, float, float] | None = None
+        self._empty = True
 
     def reset(self) -> None:
+        if self._empty:   # every run start resets both panes' scatters, shown or not: nothing to redo
+            return
+        self._empty = True
         self.points.clear()
         self.trace_heads.clear()
         for trace in self.traces:
@@ -47,6 +51,7 @@ class ScatterView(pg.PlotWidget):
     def show_points(self, values: np.ndarray, paths: np.ndarray | None) -> None:
         """``values`` (N, D); ``paths`` (points, traced, D) of the traced particles, or None."""
         xy = plane(values)
+        self._empty = False
         self.points.setData(xy[:, 0], xy[:, 1])
         if paths is not None and len(paths):
             heads = []

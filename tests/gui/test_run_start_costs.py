@@ -1,0 +1,125 @@
+"""What the GUI thread does as a run starts and streams in, done once rather than again and again: on two cores
+every millisecond of it is taken from the sampler (issue #7, section 3 of the bench)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, QSettings
+from PySide6.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+
+from gui_models import tiny_digits, tiny_vector
+from studio.gui import persistence
+from studio.gui.views.progress_bar import ProgressBar
+from studio.gui.views.scatter_view import ScatterView
+from window_driving import generate
+
+
+class EventCounter(QObject):
+    def __init__(self, widget, kind: QEvent.Type):
+        super().__init__()
+        self.kind, self.count = kind, 0
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event):
+        if event.type() == self.kind:
+            self.count += 1
+        return False
+
+
+def shown_bar(qtbot, bar: QProgressBar) -> tuple[EventCounter, QWidget]:
+    """``bar`` shown and painted once; its paint counter, and the holder the caller keeps (and so the bar)."""
+    holder = QWidget()
+    QVBoxLayout(holder).addWidget(bar)
+    qtbot.addWidget(holder)
+    bar.setRange(0, 100)
+    bar.setFormat("%v/%m steps")
+    painted = EventCounter(bar, QEvent.Type.Paint)
+    holder.show()
+    qtbot.waitUntil(lambda: painted.count == 1)
+    return painted, holder
+
+
+def test_the_progress_bar_repaints_with_the_window_not_in_the_middle_of_taking_steps(qtbot):
+    plain = QProgressBar()
+    painted, _plain_holder = shown_bar(qtbot, plain)
+    plain.setValue(40)
+    assert painted.count == 2   # Qt's own bar paints at once (the window's dirty widgets with it)
+
+    bar = ProgressBar()
+    painted, _holder = shown_bar(qtbot, bar)
+    bar.setValue(40)
+    assert painted.count == 1 and bar.value() == 40 and bar.text() == "40/100 steps"
+    qtbot.waitUntil(lambda: painted.count == 2)   # ... and paints with the next update, as every widget does
+    assert bar.updatesEnabled()
+
+
+def test_a_run_of_the_same_batch_keeps_the_tile_labels_it_has(make_window, qtbot):
+    window = make_window(tiny_digits())
+    generate(window, qtbot, steps=3, batch=4, seed=7)
+    grid = window.preview_xt.grid
+    labels = list(grid._labels)
+    toggled = []
+    for label in labels:
+        label.visibleChanged.connect(lambda label=label: toggled.append(label))
+    generate(window, qtbot, steps=3, batch=4, seed=7)
+    assert grid._labels == labels and toggled == []   # not hidden and shown again
+    assert [label.toPlainText() for label in labels] == [f"seed {7 + i}" for i in range(4)]
+
+    generate(window, qtbot, steps=3, batch=4, seed=20)   # new seeds: new texts on the same tiles
+    assert [label.toPlainText() for label in grid._labels] == [f"seed {20 + i}" for i in range(4)]
+    generate(window, qtbot, steps=3, batch=2, seed=20)   # a smaller batch: the extra labels go
+    assert [label.toPlainText() for label in grid._labels] == ["seed 20", "seed 21"]
+    assert sum(label.isVisible() for label in labels) == 2
+
+
+def test_a_wrapping_caption_does_not_move_the_grids_as_a_run_starts(make_window, qtbot):
+    window = make_window(tiny_digits())
+    window.resize(900, 700)
+    generate(window, qtbot, steps=3, batch=4)
+    pane = window.preview_xt
+    waiting = "x_t, the noisy sample — waiting for the first step…"
+    line = pane.title.fontMetrics().lineSpacing()
+    assert pane.title.heightForWidth(pane.title.width()) >= line * 1.5 > pane.title.fontMetrics().height(), \
+        "the pane should be narrow enough for the waiting caption to wrap"
+    pane.set_caption(waiting)
+    resized = EventCounter(pane.grid, QEvent.Type.Resize)
+    generate(window, qtbot, steps=3, batch=4)
+    assert resized.count == 0
+
+
+def test_generating_again_with_the_same_settings_writes_nothing_to_disk(make_window, qtbot, monkeypatch):
+    synced = []
+    original = QSettings.sync
+    monkeypatch.setattr(QSettings, "sync", lambda self: (synced.append(1), original(self))[1])
+    persistence.write_json("run/settings", {"steps": 3})
+    persistence.write_json("run/settings", {"steps": 3})
+    assert len(synced) == 1 and persistence.read_json("run/settings") == {"steps": 3}
+    persistence.write_json("run/settings", {"steps": 4})
+    assert len(synced) == 2 and persistence.read_json("run/settings") == {"steps": 4}
+
+    window = make_window(tiny_digits())
+    generate(window, qtbot, steps=3, batch=2)
+    written = len(synced)
+    generate(window, qtbot, steps=3, batch=2)
+    assert len(synced) == written
+
+
+def test_resetting_an_empty_scatter_is_free_and_a_reset_one_shows_points_again(qtbot):
+    import numpy as np
+
+    view = ScatterView()
+    qtbot.addWidget(view)
+    view.reset()
+    view.show_points(np.array([[0.0, 1.0], [2.0, 3.0]], dtype=np.float32), None)
+    assert len(view.points.data) == 2
+    view.reset()
+    assert len(view.points.data) == 0
+    view.reset()
+    view.show_points(np.array([[1.0, 1.0]], dtype=np.float32), None)
+    assert len(view.points.data) == 1
+
+
+def test_a_vector_run_after_another_shows_its_own_particles(make_window, qtbot):
+    window = make_window(tiny_vector())
+    generate(window, qtbot, steps=3, batch=5)
+    generate(window, qtbot, steps=3, batch=3)
+    assert len(window.preview_xt.scatter.points.data) == 3
