@@ -61,3 +61,25 @@ def test_sections_must_be_numbers_one_to_seven(text):
 
 def test_sections_are_sorted_without_repeats():
     assert parse_sections("3, 1,3") == [1, 3]
+
+
+def test_bracketed_compares_each_run_with_the_baseline_runs_beside_it():
+    from studio.bench.timing import bracketed
+
+    order = []
+    baseline_seconds = iter([1.0, 3.0, 1.0, 1.0, 2.0])   # the machine slows down and speeds up again
+
+    def baseline():
+        order.append("B")
+        return next(baseline_seconds)
+
+    def candidate(name, values):
+        values = iter(values)
+        return lambda: (order.append(name), next(values))[1]
+
+    seconds, ratios = bracketed(baseline, {"window": candidate("W", [2.0, 1.1]),
+                                           "other": candidate("O", [2.0, 3.0])}, rounds=2)
+    assert order == ["B", "W", "B", "O", "B", "W", "B", "O", "B"]
+    assert seconds == {"baseline": [1.0, 3.0, 1.0, 1.0, 2.0], "window": [2.0, 1.1], "other": [2.0, 3.0]}
+    assert ratios["window"] == pytest.approx([2.0 / 2.0, 1.1 / 1.0])
+    assert ratios["other"] == pytest.approx([2.0 / 2.0, 3.0 / 1.5])
