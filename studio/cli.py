@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from .gui.app import main as gui_main  # the window: `studio` or `studio PATH`
 
         return gui_main(argv)
+    from .core.allocator import keep_freed_memory
     from .core.errors import StudioError
 
+    keep_freed_memory()   # the commands sample in this process's main thread
     try:
         args = build_parser(argv[0]).parse_args(argv)
         if args.command is None:

@@ -15,6 +15,9 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from ..core.allocator import keep_freed_memory
+
+    keep_freed_memory()   # as the `studio` command does
     from ..core.checkpoints import open_checkpoint
     from ..core.settings import RunSettings
     from .section_engine import drain

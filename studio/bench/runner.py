@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..core.allocator import keep_freed_memory
 from .machine import describe_machine, load_average
 from .sizes import QUICK, Sizes
 from .table import SECTION_TITLES, Row, format_table, write_json
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, repeats=max(1, args.repeats))
     if args.no_compile:
         sizes = dataclasses.replace(sizes, compile=False)
+    keep_freed_memory()   # sections 1 and 2 sample in this main thread, as `studio sample` does (same allocator)
     started = time.perf_counter()
     machine = describe_machine()
     command = "python -m studio.bench" + ("" if not argv else " " + shlex.join(argv))

@@ -1,9 +1,9 @@
 """Section 3: a run in the window (worker thread, live previews, store, painting) against the same settings
 run headless as ``studio sample`` runs them (the main thread of a process of its own, ``headless_child``,
 asked for one run before and after each of the window's, which is compared with those two: ``timing.bracketed``);
-the longest stall of the GUI event loop during the window's runs; the
-time to show a stored step when scrubbing (set the timeline, repaint the window); resident memory over
-repeated window runs.
+the longest stall of the GUI event loop (in window runs of their own: the probe's timer would cost the GUI thread
+as much again as the window, so timed runs go without it); the time to show a stored step when scrubbing (set the
+timeline, repaint the window); resident memory over repeated window runs.
 
 On the CPU the window's worker leaves ``GUI_CORES`` cores to the GUI thread (``studio.gui.cpu_threads``); the
 same rounds also run the window leaving one core more, so the table shows what that choice costs or saves on
@@ -16,6 +16,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from ..core.samplers import DDIMSettings
 from ..core.settings import CLASS_CYCLE, GuidanceSettings
@@ -25,6 +26,8 @@ from .table import Row
 from .timing import bracketed, describe, median
 from .workspace import Workspace
 
+PROBED = "window, with the stall probe"
+MORE_CORES = "window, a core more to the GUI"
 RATIO_GOAL = 1.05
 STALL_GOAL_MS = 50.0
 SCRUB_GOAL_MS = 16.0
@@ -66,6 +69,13 @@ class HeadlessChild:
         self.process.wait(timeout=60)
 
 
+@dataclass(frozen=True)
+class WindowRun:
+    seconds: float
+    gui_cpu_seconds: float        # CPU time of the GUI thread from Generate to the end of the run
+    stall_ms: float | None = None  # the event loop's longest stall (runs with the probe only)
+
+
 class WindowBench:
     """The studio window, offscreen, on the digits model with the bench's settings in its panels."""
 
@@ -88,33 +98,37 @@ class WindowBench:
         self.settings = self.window.current_settings()
         self.probe = GapProbe()
 
-    def run(self, gui_cores: int | None = None) -> tuple[float, float]:
-        """Generate and wait for the run to end: (seconds, longest event-loop stall in ms). ``gui_cores``: the
-        cores the worker leaves to the GUI thread for this run (default: the window's own choice)."""
+    def run(self, gui_cores: int | None = None, probe: bool = False) -> WindowRun:
+        """Generate and wait for the run to end. ``gui_cores``: the cores the worker leaves to the GUI thread
+        for this run (default: the window's own choice); ``probe``: measure the event loop's longest stall (the
+        probe's timer costs the GUI thread about as much as the window itself: runs that are timed go without)."""
         from ..gui import cpu_threads
 
         chosen = cpu_threads.GUI_CORES
         if gui_cores is not None:
             cpu_threads.GUI_CORES = gui_cores
         try:
-            return self._run()
+            return self._run(probe)
         finally:
             cpu_threads.GUI_CORES = chosen
 
-    def _run(self) -> tuple[float, float]:
+    def _run(self, probe: bool) -> WindowRun:
         from PySide6.QtCore import QEventLoop
 
         loop = QEventLoop()
         self.window.run_finished.connect(loop.quit)
-        self.probe.start()
+        if probe:
+            self.probe.start()
+        cpu_started = time.thread_time()   # this is the GUI thread
         started = time.perf_counter()
         self.window.generate()
         loop.exec()
         elapsed = time.perf_counter() - started
-        stall = self.probe.stop()
+        gui_cpu = time.thread_time() - cpu_started
+        stall = self.probe.stop() if probe else None
         self.window.run_finished.disconnect(loop.quit)
         self.app.processEvents()
-        return elapsed, stall
+        return WindowRun(elapsed, gui_cpu, stall)
 
     def scrub(self, count: int) -> list[float]:
         """Milliseconds to show each of ``count`` random stored steps: set the timeline, repaint everything."""
@@ -145,20 +159,26 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
     bench = WindowBench(ws)
     headless = HeadlessChild(bench.settings)
     more_cores = GUI_CORES + 1
-    _, first_stall = bench.run()   # warm-up: first paints, caches
+    first_stall = bench.run(probe=True).stall_ms   # warm-up: first paints, caches
     bench.run(gui_cores=more_cores)
-    stalls, resident = [], []
+    stalls, gui_cpu, resident = [], [], []
 
     def window() -> float:
-        elapsed, stall = bench.run()
-        stalls.append(stall)
+        run = bench.run()
+        gui_cpu.append(run.gui_cpu_seconds / run.seconds)
         resident.append(resident_mib())
-        return elapsed
+        return run.seconds
+
+    def probed() -> float:
+        run = bench.run(probe=True)
+        stalls.append(run.stall_ms)
+        return run.seconds
 
     try:
         seconds, ratios = bracketed(headless.run, {
             "window": window,
-            "window, a core more to the GUI": lambda: bench.run(gui_cores=more_cores)[0],
+            PROBED: probed,
+            MORE_CORES: lambda: bench.run(gui_cores=more_cores).seconds,
         }, sizes.window_repeats)
         scrub_ms = bench.scrub(sizes.scrub_samples)
     finally:
@@ -172,15 +192,18 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
         Row(section, f"window run / headless run · {name}", median(ratios["window"]),
             "x", RATIO_GOAL, detail=_spread(ratios["window"]) + "; " + describe(seconds, "window", "headless") +
             f"; worker {threads} thread(s) ({GUI_CORES} core(s) left to the GUI), headless {run_threads()} in "
-            "its own process",
-            extra={"seconds": seconds, "ratios": ratios, "worker_threads": threads, "headless_threads": run_threads()}),
+            f"its own process; the GUI thread's CPU time is {100 * median(gui_cpu):.1f}% of a run's (median)",
+            extra={"seconds": seconds, "ratios": ratios, "worker_threads": threads, "headless_threads": run_threads(),
+                   "gui_cpu_share": gui_cpu}),
         Row(section, f"window run / headless run · {more_cores} core(s) left to the GUI (for comparison)",
-            median(ratios["window, a core more to the GUI"]), "x",
-            detail=_spread(ratios["window, a core more to the GUI"]) + "; " +
-            describe(seconds, "window, a core more to the GUI", "headless") + f"; worker {fewer} thread(s)"),
+            median(ratios[MORE_CORES]), "x",
+            detail=_spread(ratios[MORE_CORES]) + "; " + describe(seconds, MORE_CORES, "headless") +
+            f"; worker {fewer} thread(s)"),
         Row(section, "longest GUI event-loop stall during a window run", max(stalls), "ms", STALL_GOAL_MS,
-            detail=f"{PROBE_INTERVAL_MS} ms timer probe; per run {', '.join(f'{s:.0f}' for s in stalls)} ms "
-                   f"(first run, not counted: {first_stall:.0f} ms)", extra={"stalls_ms": stalls}),
+            detail=f"{PROBE_INTERVAL_MS} ms timer probe, in runs of their own; per run "
+                   f"{', '.join(f'{s:.0f}' for s in stalls)} ms (first run, not counted: {first_stall:.0f} ms); "
+                   f"those runs / headless {median(ratios[PROBED]):.3f} (the probe's own cost)",
+            extra={"stalls_ms": stalls, "probed_ratios": ratios[PROBED]}),
         Row(section, "show a stored step when scrubbing (p95)", _percentile(scrub_ms, 0.95), "ms", SCRUB_GOAL_MS,
             detail=f"timeline set + full window repaint, {len(scrub_ms)} random steps: median "
                    f"{median(scrub_ms):.1f} ms, max {max(scrub_ms):.1f} ms", extra={"scrub_ms": scrub_ms}),

@@ -25,7 +25,7 @@ import torch
 
 from ..core.preview import StepFrames, frames_for_steps, to_numpy
 
-BATCH_INTERVAL_S = 0.04   # a fast model's steps are made into frames this often, together
+BATCH_INTERVAL_S = 0.125   # a fast model's steps are made into frames this often, together (the live view repaints at most 8 times a second)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from studio.core.engine import Run
 from studio.core.preview import step_frames
 from studio.core.samplers import DDIMSettings
 from studio.core.settings import RunSettings
-from studio.gui.step_previews import HostPreviews, SideStreamStepPreviews, step_previews
+from studio.gui.step_previews import BATCH_INTERVAL_S, HostPreviews, SideStreamStepPreviews, step_previews
 
 STEPS = 5
 
@@ -94,7 +94,7 @@ def assert_frames_as_made_one_by_one(sent, steps, card):
 
 def test_on_the_cpu_a_fast_models_steps_are_made_into_frames_together_and_all_arrive_with_their_floats():
     card, steps = run_steps(steps=12)
-    clock = SteppedClock(per_step=0.015)   # 40 ms batches: two or three steps each
+    clock = SteppedClock(per_step=BATCH_INTERVAL_S * 0.375)   # two or three steps a batch
     previews = step_previews("cpu", card, 12, keep_floats=True)
     assert isinstance(previews, HostPreviews)
     previews = HostPreviews(card, 12, keep_floats=True, clock=clock)
