@@ -15,7 +15,9 @@ class Sizes:
     unet_channels: tuple[int, ...] = (32, 64, 64)
     unet_batch: int = 4
     window_steps: int = 50
-    window_repeats: int = 15          # window runs, each between two headless runs (the VM drifts)
+    window_repeats: int = 18          # window runs, each between two headless runs (the VM drifts)
+    window_processes: int = 3         # ... rotating over this many window processes
+    headless_processes: int = 3       # ... and this many headless ones (each process has its own speed)
     scrub_samples: int = 60
     memory_steps: int = 1000          # the 1000-step DDPM run, batch 16 (its frames feed the GIF)
     memory_batch: int = 16
@@ -25,5 +27,5 @@ class Sizes:
 
 
 QUICK = Sizes(repeats=1, digits_batch=2, ddpm_steps=3, ddim_steps=3, unet_side=8, unet_channels=(8, 16),
-              unet_batch=1, window_steps=3, window_repeats=1, scrub_samples=3, memory_steps=4, memory_batch=2,
-              repeated_runs=2, startup_repeats=1, compile=False)
+              unet_batch=1, window_steps=3, window_repeats=1, window_processes=1, headless_processes=1,
+              scrub_samples=3, memory_steps=4, memory_batch=2, repeated_runs=2, startup_repeats=1, compile=False)

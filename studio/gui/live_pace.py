@@ -16,7 +16,7 @@ import time
 
 REPAINT_INTERVAL_MS = 125     # ~8 live repaints a second at most
 MAX_INTERVAL_MS = 1000        # and at least one a second
-GUI_SHARE = 0.04              # of the wall time the GUI thread may spend while a run streams in
+GUI_SHARE = 0.02              # of the wall time the GUI thread may spend while a run streams in
 
 
 class LivePace:

@@ -72,20 +72,18 @@ class RunPresenter(QObject):
         self._captions()
 
     def clear(self, *, new_run: bool = False) -> None:
-        """Forget the run shown. ``new_run``: one is starting, whose ``on_run_ready`` lays out the grids again
-        (the same batch shape keeps its labels rather than hiding and showing them: GUI time taken from the
-        sampler)."""
+        """Forget the run shown. ``new_run``: one is starting: the last run's pictures stay until its first step
+        is painted over them (no flash to empty, and one repaint of the views less in the GUI time a run takes
+        from the sampler), and the grids keep their labels when the batch has the same shape."""
         self._repaint_timer.stop()
         self.store, self.info, self.floats = None, None, None
         self.live = False
         self._curves_drawn = 0
-        for pane in (self.preview_xt, self.preview_x0):
-            if new_run:
-                pane.grid.clear_image()
-            else:
-                pane.grid.set_layout(None)
-            pane.scatter.reset()
-        self.focus_view.clear()
+        if new_run:
+            for pane in (self.preview_xt, self.preview_x0):
+                pane.scatter.reset()   # a vector run's view range grows from its own points only
+        else:
+            self._clear_pictures()
         self.timeline.reset()
         self.plots.clear_run()
         self._captions()
@@ -120,7 +118,7 @@ class RunPresenter(QObject):
         self.live = True
         self._pace.start()
         self._ready_at = time.perf_counter()
-        self._plots_at = 0.0
+        self._plots_at = self._ready_at   # cleared above; they follow the run from LIVE_PLOTS_INTERVAL_S on
         self._captions()
 
     def keeps_floats_for(self, num_steps: int, batch_size: int, data_shape) -> bool:
@@ -138,6 +136,14 @@ class RunPresenter(QObject):
         self._repaint_timer.stop()
         if self.has_steps:
             self.paint()
+        else:   # it ended before its first step: the last run's pictures must not pass for its own
+            self._clear_pictures()
+
+    def _clear_pictures(self) -> None:
+        for pane in (self.preview_xt, self.preview_x0):
+            pane.grid.set_layout(None)
+            pane.scatter.reset()
+        self.focus_view.clear()
 
     def rate(self) -> float:
         """Steps per second so far."""

@@ -3,6 +3,7 @@ every millisecond of it is taken from the sampler (issue #7, section 3 of the be
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QSettings
 from PySide6.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
@@ -10,6 +11,7 @@ from gui_models import tiny_digits, tiny_vector
 from studio.gui import persistence
 from studio.gui.views.progress_bar import ProgressBar
 from studio.gui.views.scatter_view import ScatterView
+from studio.gui.worker import FAILED
 from window_driving import generate
 
 
@@ -104,8 +106,6 @@ def test_generating_again_with_the_same_settings_writes_nothing_to_disk(make_win
 
 
 def test_resetting_an_empty_scatter_is_free_and_a_reset_one_shows_points_again(qtbot):
-    import numpy as np
-
     view = ScatterView()
     qtbot.addWidget(view)
     view.reset()
@@ -123,3 +123,48 @@ def test_a_vector_run_after_another_shows_its_own_particles(make_window, qtbot):
     generate(window, qtbot, steps=3, batch=5)
     generate(window, qtbot, steps=3, batch=3)
     assert len(window.preview_xt.scatter.points.data) == 3
+
+
+def test_the_last_runs_pictures_stay_until_the_next_runs_first_step_is_painted(make_window, qtbot):
+    window = make_window(tiny_digits())
+    generate(window, qtbot, steps=4, batch=4, seed=7)
+    last_picture = window.preview_xt.grid.grid_image().copy()
+    network = window.denoiser.network
+    network.hold_at = network.calls   # the next run's first model call stays in flight
+    window.seed_panel.seed_spin.setValue(30)
+    with qtbot.waitSignal(window.presenter.plots.timestep_marks.sigPlotChanged, timeout=10000):
+        window.generate()   # its run_ready has been taken in once the new marks are drawn
+    assert network.held.wait(10)
+    assert window.presenter.store is not None and not window.presenter.has_steps
+    assert np.array_equal(window.preview_xt.grid.grid_image(), last_picture)   # no flash to an empty grid
+    assert "waiting for the first step" in window.preview_xt.title.text()
+    with qtbot.waitSignal(window.run_finished, timeout=10000):
+        network.hold_at = None
+        network.gate.set()
+    assert window.presenter.store.steps_done == 4
+    assert not np.array_equal(window.preview_xt.grid.grid_image(), last_picture)   # the new seeds' samples
+
+
+def test_a_run_that_ends_before_its_first_step_clears_the_last_runs_pictures(make_window, qtbot):
+    window = make_window(tiny_digits())
+    generate(window, qtbot, steps=3, batch=4)
+    assert window.preview_xt.grid.grid_image() is not None
+    window.denoiser.network.nan_at = 0
+    with qtbot.waitSignal(window.run_finished, timeout=10000) as finished:
+        window.generate()
+    assert finished.args[0].status == FAILED and not window.presenter.has_steps
+    assert window.preview_xt.grid.grid_image() is None and window.preview_x0.grid.grid_image() is None
+    assert window.focus_view.panel_image() is None
+
+
+def test_a_picture_is_shown_only_in_the_grid_layout_it_was_made_for(make_window, qtbot):
+    window = make_window(tiny_digits())
+    generate(window, qtbot, steps=3, batch=4)
+    grid = window.preview_xt.grid
+    layout = grid.grid_layout
+    grid.set_layout(layout, [label.toPlainText() for label in grid._labels])   # the same: the picture stays
+    assert grid.grid_image() is not None
+    from studio.core.preview import GridLayout
+
+    grid.set_layout(GridLayout.for_batch(9, 8, 8), [f"seed {i}" for i in range(9)])
+    assert grid.grid_image() is None

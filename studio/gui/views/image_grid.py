@@ -75,6 +75,8 @@ class ImageGridView(pg.GraphicsView):
         if layout is not None and layout == self.grid_layout and texts == self._label_texts:
             return   # the next run of the same batch: its labels are in place already
         self._label_texts = texts
+        if layout != self.grid_layout:
+            self.image_item.clear()   # a picture is shown only in the layout it was made for
         if layout is None:
             self.grid_layout = None
             for item in self._labels:
@@ -119,10 +121,6 @@ class ImageGridView(pg.GraphicsView):
         """(B, H, W, 3) uint8 tiles of this step -> the grid (uint8 RGB: pyqtgraph's fast path, no levels)."""
         grid = make_grid(tiles, self.grid_layout)
         self.image_item.setImage(grid, autoLevels=False)
-
-    def clear_image(self) -> None:
-        """No picture, the layout and labels kept (a new run of the same batch shape is about to start)."""
-        self.image_item.clear()
 
     def grid_image(self) -> np.ndarray | None:
         return self.image_item.image

@@ -1,0 +1,177 @@
+"""The studio window driven by section 3 of the bench, offscreen: a run at a time, with its seconds, the GUI
+thread's CPU time and, on request, the event loop's longest stall; scrubbing; resident memory.
+
+Section 3 runs it in processes of its own (``python -m studio.bench.window_bench WINDOW_STEPS BATCH``), several
+of them, because how fast the same run goes differs from process to process by a few per cent (the same
+headless run in five fresh processes: 0.98-1.04 of a sixth), so one window process against one headless one
+would measure their luck as much as the window. It prints ``ready`` once the window is warm, then answers each
+line on stdin with one line of JSON:
+
+    settings       the run's settings (RunSettings.to_dict), for the headless processes to run the same
+    run            a run: {"seconds", "gui_cpu_seconds", "stall_ms": null, "resident_mib"}
+    probe          the same, with the stall probe running ("stall_ms")
+    more           a run whose worker leaves one core more to the GUI thread
+    scrub N        milliseconds to show each of N random stored steps
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..core.samplers import DDIMSettings
+from ..core.settings import CLASS_CYCLE, GuidanceSettings
+from .process_memory import resident_mib
+from .qt_setup import application
+from .sizes import Sizes
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    seconds: float
+    gui_cpu_seconds: float        # CPU time of the GUI thread from Generate to the end of the run
+    stall_ms: float | None = None  # the event loop's longest stall (runs with the probe only)
+
+
+class WindowBench:
+    """The studio window, offscreen, on the digits model with the bench's settings in its panels."""
+
+    def __init__(self, ws: Workspace):
+        import torch
+
+        self._main_threads = torch.get_num_threads()   # the window sets its thread to one; put back on close
+        self.app = application(ws.folder / "qsettings")
+        from ..gui.main_window import MainWindow
+        from .gap_probe import GapProbe
+
+        sizes = ws.sizes
+        self.window = MainWindow(open_default=False)
+        self.denoiser = ws.digits
+        self.window.set_model(self.denoiser, "digits")
+        self.window.sampler_panel.apply(DDIMSettings(steps=sizes.window_steps), GuidanceSettings(), CLASS_CYCLE)
+        self.window.seed_panel.apply(0, sizes.digits_batch)
+        self.window.model_panel.set_device("cpu", "float32")
+        self.window.show()
+        self.app.processEvents()
+        self.settings = self.window.current_settings()
+        self.probe = GapProbe()
+
+    def run(self, gui_cores: int | None = None, probe: bool = False) -> WindowRun:
+        """Generate and wait for the run to end. ``gui_cores``: the cores the worker leaves to the GUI thread
+        for this run (default: the window's own choice); ``probe``: measure the event loop's longest stall (the
+        probe's timer costs the GUI thread about as much as the window itself: runs that are timed go without)."""
+        from ..gui import cpu_threads
+
+        chosen = cpu_threads.GUI_CORES
+        if gui_cores is not None:
+            cpu_threads.GUI_CORES = gui_cores
+        try:
+            return self._run(probe)
+        finally:
+            cpu_threads.GUI_CORES = chosen
+
+    def _run(self, probe: bool) -> WindowRun:
+        from PySide6.QtCore import QEventLoop
+
+        loop = QEventLoop()
+        self.window.run_finished.connect(loop.quit)
+        if probe:
+            self.probe.start()
+        cpu_started = time.thread_time()   # this is the GUI thread
+        started = time.perf_counter()
+        self.window.generate()
+        loop.exec()
+        elapsed = time.perf_counter() - started
+        gui_cpu = time.thread_time() - cpu_started
+        stall = self.probe.stop() if probe else None
+        self.window.run_finished.disconnect(loop.quit)
+        self.app.processEvents()
+        return WindowRun(elapsed, gui_cpu, stall)
+
+    def bare_run(self) -> WindowRun:
+        """The same run with no window: the engine alone in a thread of this process, as the worker would run it
+        (its threads, its model batch), with nothing sent anywhere. What the window itself costs is the
+        difference between this and ``run``; what is left is the process and the thread."""
+        import threading
+
+        from ..core.engine import Run
+        from ..core.models.fixed_batch import DEFAULT_MODEL_BATCH, FixedBatchDenoiser
+        from ..gui.cpu_threads import CpuThreads, release_gui_thread_pool
+        from .section_engine import drain
+
+        release_gui_thread_pool()
+        settings = self.settings.replace(model_batch=DEFAULT_MODEL_BATCH)
+        timed = []
+
+        def sample():
+            threads = CpuThreads()
+            threads.use("cpu")
+            try:
+                started = time.perf_counter()
+                drain(Run(FixedBatchDenoiser(self.denoiser, DEFAULT_MODEL_BATCH), settings))
+                timed.append(time.perf_counter() - started)
+            finally:
+                threads.restore()
+
+        cpu_started = time.thread_time()
+        thread = threading.Thread(target=sample)
+        thread.start()
+        thread.join()
+        return WindowRun(timed[0], time.thread_time() - cpu_started)
+
+    def scrub(self, count: int) -> list[float]:
+        """Milliseconds to show each of ``count`` random stored steps: set the timeline, repaint everything."""
+        store = self.window.presenter.store
+        shown = []
+        for index in random.Random(0).choices(range(store.steps_done), k=count):
+            started = time.perf_counter()
+            self.window.timeline.set_step(index)
+            self.window.repaint()   # paint now, not when the event loop gets to it
+            shown.append((time.perf_counter() - started) * 1e3)
+        return shown
+
+    def close(self) -> None:
+        import torch
+
+        self.window.close()
+        self.window.deleteLater()
+        self.app.processEvents()
+        torch.set_num_threads(self._main_threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from ..core.allocator import keep_freed_memory
+    from ..gui.cpu_threads import GUI_CORES
+
+    keep_freed_memory()   # as `studio` does
+
+    sizes = Sizes(window_steps=int(argv[0]), digits_batch=int(argv[1]))
+    with tempfile.TemporaryDirectory(prefix="studio-bench-window-") as folder:
+        bench = WindowBench(Workspace(Path(folder), sizes))
+        bench.run(probe=True)   # warm-up: first paints, caches
+        bench.run(gui_cores=GUI_CORES + 1)
+        print("ready", flush=True)
+        requests = {"run": lambda: bench.run(), "probe": lambda: bench.run(probe=True),
+                    "more": lambda: bench.run(gui_cores=GUI_CORES + 1), "bare": bench.bare_run}
+        for line in sys.stdin:
+            request, *args = line.split()
+            if request == "settings":
+                answer = bench.settings.to_dict()
+            elif request == "scrub":
+                answer = bench.scrub(int(args[0]))
+            else:
+                answer = {**asdict(requests[request]()), "resident_mib": resident_mib()}
+            print(json.dumps(answer), flush=True)
+        bench.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
