@@ -48,6 +48,9 @@ def _load(module_name: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .core.allocator import keep_freed_memory
+
+    keep_freed_memory()   # the commands sample in this main thread; the window's GUI thread stores and paints in it
     if argv and argv[0] == "--smoke-test":   # hidden: open the window offscreen, generate once, exit (packaging/)
         from .gui.smoke import main as smoke_main
 
@@ -56,10 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         from .gui.app import main as gui_main  # the window: `studio` or `studio PATH`
 
         return gui_main(argv)
-    from .core.allocator import keep_freed_memory
     from .core.errors import StudioError
 
-    keep_freed_memory()   # the commands sample in this process's main thread
     try:
         args = build_parser(argv[0]).parse_args(argv)
         if args.command is None:

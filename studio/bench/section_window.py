@@ -152,7 +152,8 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
     if growths:
         out.append(Row(section, "median resident memory growth per repeated window run", median(growths), "MiB",
                        GROWTH_GOAL_MIB,   # a one-off first growth is no leak: the median
-                       detail="RSS after each run, per window process: " +
-                              "; ".join(", ".join(f"{r:.0f}" for r in w.resident) for w in windows) + " MiB",
+                       detail=f"RSS per window process, after its first and last of {len(windows[0].resident)} "
+                              "runs: " + ", ".join(f"{w.resident[0]:.0f} → {w.resident[-1]:.0f}" for w in windows) +
+                              " MiB",
                        extra={"resident_mib": [w.resident for w in windows]}))
     return out
