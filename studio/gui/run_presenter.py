@@ -49,6 +49,7 @@ class RunPresenter(QObject):
         self._ready_at = 0.0
         self._curves_drawn = 0
         self._plots_at = 0.0   # when the plots last followed a live run
+        self._pending_layout = None   # (GridLayout, labels) of a run whose first step is not painted yet
         self._repaint_timer = QTimer(self)
         self._repaint_timer.setSingleShot(True)
         self._repaint_timer.setInterval(REPAINT_INTERVAL_MS)
@@ -76,6 +77,7 @@ class RunPresenter(QObject):
         is painted over them (no flash to empty, and one repaint of the views less in the GUI time a run takes
         from the sampler), and the grids keep their labels when the batch has the same shape."""
         self._repaint_timer.stop()
+        self._pending_layout = None
         self.store, self.info, self.floats = None, None, None
         self.live = False
         self._curves_drawn = 0
@@ -103,17 +105,18 @@ class RunPresenter(QObject):
             self.store = TrajectoryStore(info.num_steps, batch, tile_shape=(height, width),
                                          budget_bytes=self.budget_bytes,
                                          channels=tile_channels(card.data_shape[0]))
-            layout = GridLayout.for_batch(batch, height, width)
-            labels = [self.tile_label(i) for i in range(batch)]
-            for pane in (self.preview_xt, self.preview_x0):
-                pane.grid.set_layout(layout, labels)
+            # laid out with the first step's pictures: until then the grids show the last run whole, its
+            # labels on its pictures (a run that ends before a step clears them)
+            self._pending_layout = (GridLayout.for_batch(batch, height, width),
+                                    [self.tile_label(i) for i in range(batch)])
         else:
             self.store = TrajectoryStore(info.num_steps, batch, vector_dim=int(np.prod(card.data_shape)),
                                          budget_bytes=self.budget_bytes)
             self.store.set_initial(info.x_T_values)
         self.floats = FloatTrajectory(info.num_steps, info.x_T, self.float_budget_bytes)
         self.focused = min(self.focused, batch - 1)
-        self._mark_focus()
+        if self._pending_layout is None:
+            self._mark_focus()
         self.plots.set_timesteps(info.timesteps)
         self.live = True
         self._pace.start()
@@ -140,6 +143,7 @@ class RunPresenter(QObject):
             self._clear_pictures()
 
     def _clear_pictures(self) -> None:
+        self._pending_layout = None
         for pane in (self.preview_xt, self.preview_x0):
             pane.grid.set_layout(None)
             pane.scatter.reset()
@@ -201,6 +205,12 @@ class RunPresenter(QObject):
             self._repaint_timer.setInterval(self._pace.next_interval_ms())
         index = min(self.timeline.current, self.store.latest_index)
         frame = self.store.frame(index)
+        if self._pending_layout is not None:
+            layout, labels = self._pending_layout
+            self._pending_layout = None
+            for pane in (self.preview_xt, self.preview_x0):
+                pane.grid.set_layout(layout, labels)
+            self._mark_focus()
         if self.store.tile_shape is not None:
             self.preview_xt.grid.show_tiles(frame.x_t_tiles)
             self.preview_x0.grid.show_tiles(frame.x0_tiles)

@@ -137,12 +137,15 @@ def test_the_last_runs_pictures_stay_until_the_next_runs_first_step_is_painted(m
     assert network.held.wait(10)
     assert window.presenter.store is not None and not window.presenter.has_steps
     assert np.array_equal(window.preview_xt.grid.grid_image(), last_picture)   # no flash to an empty grid
+    labels = [item.toPlainText() for item in window.preview_xt.grid._labels]
+    assert labels == [f"seed {7 + i}" for i in range(4)]   # the last run's labels stay on its pictures
     assert "waiting for the first step" in window.preview_xt.title.text()
     with qtbot.waitSignal(window.run_finished, timeout=10000):
         network.hold_at = None
         network.gate.set()
     assert window.presenter.store.steps_done == 4
     assert not np.array_equal(window.preview_xt.grid.grid_image(), last_picture)   # the new seeds' samples
+    assert [item.toPlainText() for item in window.preview_xt.grid._labels] == [f"seed {30 + i}" for i in range(4)]
 
 
 def test_a_run_that_ends_before_its_first_step_clears_the_last_runs_pictures(make_window, qtbot):
