@@ -5,9 +5,9 @@ step when scrubbing (set the timeline, repaint the window); resident memory over
 Every run happens in a process of its own kind, kept open and asked for one run at a time: the window in
 ``window_bench`` processes, the headless engine in ``headless_child`` processes (the main thread of a process,
 on torch's own threads); a window process also runs the engine alone in a thread, with no window, which
-separates what the window costs from what its process and thread do. Each window run is compared with the headless runs just before and after it
-(``timing.bracketed``: the VM's speed drifts from second to second), and the runs rotate over several processes
-of each kind (``Sizes.window_processes``, ``Sizes.headless_processes``), since the same run is a few per cent
+separates what the window costs from what its process and thread do. Each window run is compared with the
+headless runs just before and after it (``timing.bracketed``: the VM's speed drifts from second to second), and
+the runs rotate over several processes of each kind (``Sizes.window_processes``, ``Sizes.headless_processes``), since the same run is a few per cent
 faster or slower from one process to the next for as long as the process lives.
 
 The stall probe's 5 ms timer costs the GUI thread about as much again as the window itself, so the timed runs

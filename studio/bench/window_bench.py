@@ -11,6 +11,7 @@ line on stdin with one line of JSON:
     run            a run: {"seconds", "gui_cpu_seconds", "stall_ms": null, "resident_mib"}
     probe          the same, with the stall probe running ("stall_ms")
     more           a run whose worker leaves one core more to the GUI thread
+    bare           the same run by the engine alone in a thread of this process, no window
     scrub N        milliseconds to show each of N random stored steps
 """
 

@@ -2,7 +2,7 @@
 
 A sampling loop frees and allocates the same activations at every model call. In the process's main thread
 glibc's allocator trims the top of its heap after each large free, so the next call touches fresh pages: on
-the digits model at batch 16 that was 7,000-10,000 page faults per 50-step run (tens of MiB zeroed by the
+the digits model at batch 16 that was 1,000-25,000 page faults per 50-step run (tens of MiB zeroed by the
 kernel), and the run took about 6% longer than the same run with them kept (``python -m studio.bench``).
 Worker threads allocate from arenas that are not trimmed so eagerly, which is why a run in a thread did not
 show it. ``keep_freed_memory`` raises glibc's top pad (``M_TOP_PAD``), the free memory a trim leaves at the
@@ -15,7 +15,6 @@ of the whole process, which a library imported by someone else's program should 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TOP_PAD = -2                 # glibc's mallopt parameter number (malloc.h)
@@ -27,8 +26,7 @@ def keep_freed_memory(top_pad_bytes: int = TOP_PAD_BYTES) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt   # the C library already loaded (find_library would run ldconfig)
     except (OSError, AttributeError):   # musl and others have no mallopt
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

@@ -25,7 +25,8 @@ import torch
 
 from ..core.preview import StepFrames, frames_for_steps, to_numpy
 
-BATCH_INTERVAL_S = 0.125   # a fast model's steps are made into frames this often, together (the live view repaints at most 8 times a second)
+# a fast model's steps are made into frames this often, together (the live view repaints 8 times a second at most)
+BATCH_INTERVAL_S = 0.125
 
 
 @dataclass(frozen=True)

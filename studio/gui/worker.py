@@ -3,8 +3,8 @@
 The worker turns each Step into ready-to-paint StepFrames (device -> host copy and float -> uint8 happen
 here, ``step_previews``: on a CUDA GPU through a side stream, so the sampler never waits for them) and emits
 them with the step's float x_t and x0_pred (for exports; only the last x_t when the window keeps no float
-frames); queued signals deliver every step to the GUI thread in order, none is dropped. A CPU run leaves one
-core to the GUI thread (``cpu_threads_for_run``).
+frames); queued signals deliver every step to the GUI thread in order, none is dropped. A CPU run uses the
+threads ``cpu_threads_for_run`` gives it (all the headless engine's: the GUI thread keeps to one of its own).
 A run with ``model_batch`` M > 0 calls the model (and a guidance classifier) on exactly M rows at a time, as
 ``studio sample`` does, so the window's samples are the CLI's bit for bit, in any batch and alone.
 Cancelling sets a flag the worker checks between steps, then closes the run: at most the model call in
