@@ -26,7 +26,7 @@ from ..core.samplers import DDIMSettings, DDPMSettings
 from ..core.settings import CLASS_CYCLE, RunSettings
 from . import models
 from .table import Row
-from .timing import describe, median, paired_ratio, side_by_side
+from .timing import describe, median, median_interval, paired_ratio, side_by_side
 from .workspace import Workspace
 
 GOAL = 1.02
@@ -156,13 +156,16 @@ def compare(denoiser, name: str, settings: RunSettings, cost_us: float, ws: Work
     rounds = [e / b for e, b in zip(paired["engine"], paired["bare loop"])]
     forward_us = median(paired["bare loop"]) / steps * 1e6
     derived = 1 + cost_us / forward_us
+    low, high = median_interval(rounds)
     return Row(section, label, median(rounds), "x", GOAL,
                detail=f"lockstep, median of {len(rounds)} rounds' paired ratios "
-                      f"({min(rounds):.3f}-{max(rounds):.3f}); median step / its bare call "
+                      f"({min(rounds):.3f}-{max(rounds):.3f}; 90% bootstrap interval of the median "
+                      f"{low:.3f}-{high:.3f}); median step / its bare call "
                       f"{median(paired['step_ratios']):.4f}; forward {forward_us / 1e3:.2f} ms; from the studio's cost "
                       f"per step: {derived:.4f}; whole runs interleaved: {whole_ratio:.3f} "
                       f"({describe(whole, 'engine', 'bare loop')})",
                extra={"lockstep_seconds": {k: paired[k] for k in ("engine", "bare loop")},
+                      "median_interval_90": [low, high],
                       "lockstep_ratios": rounds, "step_ratios": paired["step_ratios"], "whole_run_seconds": whole,
                       "whole_run_ratio": whole_ratio, "forward_us": forward_us, "derived_ratio": derived})
 

@@ -75,7 +75,7 @@ class SampleNoise:
         self._ahead = (self.draw_device.type == "cpu" and 2 * draw_bytes <= AHEAD_BYTES
                        and draws_ahead_match(numel))
         self._max_chunk = max(1, AHEAD_BYTES // draw_bytes)
-        self._chunk: torch.Tensor | None = None   # (count, batch, *shape) drawn ahead, on the run's device
+        self._rows: tuple[torch.Tensor, ...] = ()   # the draws made ahead, each (batch, *shape), on the run's device
         self._chunk_count = 0
         self._used = 0
         self._next_count = 1   # the first draw (x_T) alone: a deterministic DDIM run needs no more
@@ -87,7 +87,7 @@ class SampleNoise:
             return self._draw_one()
         if self._used == self._chunk_count:
             self._refill()
-        noise = self._chunk[self._used]
+        noise = self._rows[self._used]
         self._used += 1
         return noise
 
@@ -110,4 +110,5 @@ class SampleNoise:
             chunk = chunk.pin_memory().to(self.device, non_blocking=True)   # one copy for count steps
         elif self.device != chunk.device:
             chunk = chunk.to(self.device)
-        self._chunk, self._chunk_count, self._used = chunk, count, 0
+        # split into one view per draw here, at once, rather than an indexing op at every step after a model call
+        self._rows, self._chunk_count, self._used = chunk.unbind(0), count, 0

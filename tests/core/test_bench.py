@@ -83,3 +83,15 @@ def test_bracketed_compares_each_run_with_the_baseline_runs_beside_it():
     assert seconds == {"baseline": [1.0, 3.0, 1.0, 1.0, 2.0], "window": [2.0, 1.1], "other": [2.0, 3.0]}
     assert ratios["window"] == pytest.approx([2.0 / 2.0, 1.1 / 1.0])
     assert ratios["other"] == pytest.approx([2.0 / 2.0, 3.0 / 1.5])
+
+
+def test_median_interval_brackets_the_median_and_narrows_with_more_rounds():
+    from studio.bench.timing import median_interval
+
+    assert median_interval([1.0] * 7) == (1.0, 1.0)
+    few = [1.00, 1.04, 0.99, 1.02, 1.03, 1.01, 0.98]
+    low, high = median_interval(few)
+    assert low <= 1.01 <= high and low >= min(few) and high <= max(few)
+    assert median_interval(few) == (low, high)                  # seeded: the same table twice
+    many_low, many_high = median_interval(few * 9)
+    assert many_high - many_low < high - low

@@ -102,3 +102,39 @@ def test_a_digits_run_is_unchanged_by_the_caches():
     for step in run:
         pass
     assert torch.equal(step.x_t, first)
+
+
+def test_coefficient_tables_are_made_once_per_schedule_and_timesteps():
+    from studio.core.samplers import coefficients
+
+    denoiser = fake_denoiser()
+    schedule = denoiser.schedule
+    timesteps = DDPMSettings(steps=5).timestep_list(schedule.num_train_timesteps)
+    first = coefficients.ddpm_coefficients(schedule, timesteps)
+    assert coefficients.ddpm_coefficients(schedule, list(timesteps)) is first   # the same table, kept
+    assert first == coefficients._ddpm_coefficients(schedule, timesteps)        # equal to one made afresh
+    other = DDPMSettings(steps=4).timestep_list(schedule.num_train_timesteps)
+    assert coefficients.ddpm_coefficients(schedule, other)["coef_x0"] != first["coef_x0"][:4]
+    zero = coefficients.ddim_coefficients(schedule, timesteps, 0.0, 1.0)
+    one = coefficients.ddim_coefficients(schedule, timesteps, 1.0, 1.0)
+    assert zero is not one and zero["sigma"] != one["sigma"]                    # eta is part of the key
+    assert coefficients.ddim_coefficients(schedule, timesteps, 0.0, 1.0) is zero
+    assert one == coefficients._ddim_coefficients(schedule, timesteps, 1.0, 1.0)
+
+
+def test_coefficient_tables_kept_per_schedule_are_bounded():
+    from studio.core.samplers import coefficients
+
+    schedule = fake_denoiser().schedule
+    for steps in range(1, coefficients._TABLES_KEPT + 10):
+        coefficients.ddpm_coefficients(schedule, DDPMSettings(steps=steps).timestep_list(schedule.num_train_timesteps))
+    assert len(schedule.__dict__["_coefficient_tables"]) <= coefficients._TABLES_KEPT
+
+
+def test_runs_sharing_kept_tables_make_the_same_samples():
+    denoiser = fake_denoiser()
+    settings = RunSettings(sampler=DDPMSettings(steps=6), batch_size=2, seed=3)
+    first = sample_final(denoiser, settings)
+    denoiser.schedule.__dict__.pop("_coefficient_tables")
+    again = sample_final(denoiser, settings)   # tables made afresh
+    assert torch.equal(first, sample_final(denoiser, settings)) and torch.equal(first, again)
