@@ -56,9 +56,8 @@ def test_generate_streams_every_step_and_shows_the_final_batch(make_window, qtbo
     assert "done" in window.status_label.text() and "it/s" in window.status_label.text()
     assert window.generate_button.isEnabled() and not window.cancel_button.isEnabled()
     # each tile carries its seed (seed + i); the focus view names the sample's class
-    labels = [item.toPlainText() for item in window.preview_xt.grid._labels]
-    assert labels == [f"seed {7 + i}" for i in range(6)]
-    assert all(item.isVisible() for item in window.preview_xt.grid._labels)
+    assert window.preview_xt.grid.tile_labels.texts() == [f"seed {7 + i}" for i in range(6)]
+    assert window.preview_xt.grid.tile_labels.isVisible()
     assert window.focus_view.heading.text() == f"sample 1 of 6 · seed 7 · class 0 · step {STEPS}"
     # the schedule plot marks the run's timesteps and its cursor sits on the step shown
     marks = window.plots_panel.timestep_marks.getData()[0]

@@ -4,7 +4,7 @@ every millisecond of it is taken from the sampler (issue #7, section 3 of the be
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QSettings
+from PySide6.QtCore import QEvent, QObject, QRectF, QSettings
 from PySide6.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from gui_models import tiny_digits, tiny_vector
@@ -58,19 +58,43 @@ def test_a_run_of_the_same_batch_keeps_the_tile_labels_it_has(make_window, qtbot
     window = make_window(tiny_digits())
     generate(window, qtbot, steps=3, batch=4, seed=7)
     grid = window.preview_xt.grid
-    labels = list(grid._labels)
-    toggled = []
-    for label in labels:
-        label.visibleChanged.connect(lambda label=label: toggled.append(label))
+    labels = grid.tile_labels
+    assert labels.isVisible()
+    relabelled, toggled = [], []
+    set_labels = labels.set_labels
+    labels.set_labels = lambda *args: (relabelled.append(args[0]), set_labels(*args))
+    labels.visibleChanged.connect(lambda: toggled.append(labels.isVisible()))
     generate(window, qtbot, steps=3, batch=4, seed=7)
-    assert grid._labels == labels and toggled == []   # not hidden and shown again
-    assert [label.toPlainText() for label in labels] == [f"seed {7 + i}" for i in range(4)]
+    assert relabelled == [] and toggled == []   # not laid out, hidden or shown again
+    assert labels.texts() == [f"seed {7 + i}" for i in range(4)]
 
     generate(window, qtbot, steps=3, batch=4, seed=20)   # new seeds: new texts on the same tiles
-    assert [label.toPlainText() for label in grid._labels] == [f"seed {20 + i}" for i in range(4)]
+    assert labels.texts() == [f"seed {20 + i}" for i in range(4)]
     generate(window, qtbot, steps=3, batch=2, seed=20)   # a smaller batch: the extra labels go
-    assert [label.toPlainText() for label in grid._labels] == ["seed 20", "seed 21"]
-    assert sum(label.isVisible() for label in labels) == 2
+    assert labels.texts() == ["seed 20", "seed 21"] and labels.isVisible()
+
+
+def test_tile_labels_sit_on_the_tiles_corners_and_hide_when_tiles_are_too_narrow(qtbot):
+    from studio.core.preview import GridLayout
+    from studio.gui.views.image_grid import ImageGridView
+
+    grid = ImageGridView()
+    qtbot.addWidget(grid)
+    grid.resize(400, 400)
+    grid.show()
+    qtbot.waitExposed(grid)
+    layout = GridLayout.for_batch(4, 8, 8)
+    grid.set_layout(layout, [f"seed {i}" for i in range(4)])
+    labels = grid.tile_labels
+    assert [(p.y(), p.x()) for p in labels._positions] == [layout.origin(i) for i in range(4)]
+    assert labels.boundingRect() == QRectF(0, 0, layout.shape[1], layout.shape[0])
+    qtbot.waitUntil(labels.isVisible)
+    grid.resize(30, 30)   # tiles a few pixels wide: a label would cover its neighbours
+    qtbot.waitUntil(lambda: not labels.isVisible())
+    grid.resize(400, 400)
+    qtbot.waitUntil(labels.isVisible)
+    grid.set_layout(None)
+    assert not labels.isVisible() and labels.texts() == []
 
 
 def test_a_wrapping_caption_does_not_move_the_grids_as_a_run_starts(make_window, qtbot):
@@ -137,7 +161,7 @@ def test_the_last_runs_pictures_stay_until_the_next_runs_first_step_is_painted(m
     assert network.held.wait(10)
     assert window.presenter.store is not None and not window.presenter.has_steps
     assert np.array_equal(window.preview_xt.grid.grid_image(), last_picture)   # no flash to an empty grid
-    labels = [item.toPlainText() for item in window.preview_xt.grid._labels]
+    labels = window.preview_xt.grid.tile_labels.texts()
     assert labels == [f"seed {7 + i}" for i in range(4)]   # the last run's labels stay on its pictures
     assert "waiting for the first step" in window.preview_xt.title.text()
     with qtbot.waitSignal(window.run_finished, timeout=10000):
@@ -145,7 +169,7 @@ def test_the_last_runs_pictures_stay_until_the_next_runs_first_step_is_painted(m
         network.gate.set()
     assert window.presenter.store.steps_done == 4
     assert not np.array_equal(window.preview_xt.grid.grid_image(), last_picture)   # the new seeds' samples
-    assert [item.toPlainText() for item in window.preview_xt.grid._labels] == [f"seed {30 + i}" for i in range(4)]
+    assert window.preview_xt.grid.tile_labels.texts() == [f"seed {30 + i}" for i in range(4)]
 
 
 def test_a_run_that_ends_before_its_first_step_clears_the_last_runs_pictures(make_window, qtbot):
@@ -165,7 +189,7 @@ def test_a_picture_is_shown_only_in_the_grid_layout_it_was_made_for(make_window,
     generate(window, qtbot, steps=3, batch=4)
     grid = window.preview_xt.grid
     layout = grid.grid_layout
-    grid.set_layout(layout, [label.toPlainText() for label in grid._labels])   # the same: the picture stays
+    grid.set_layout(layout, grid.tile_labels.texts())   # the same: the picture stays
     assert grid.grid_image() is not None
     from studio.core.preview import GridLayout
 

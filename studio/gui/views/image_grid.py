@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPen
+from PySide6.QtGui import QColor, QFont, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 from ...core.preview import GridLayout, make_grid
+from .tile_labels import TileLabels
 
 LABEL_MARGIN_PIXELS = 4   # a label shows only when its tile is this much wider than the text
 
@@ -48,11 +49,11 @@ class ImageGridView(pg.GraphicsView):
         self.image_item = _ClickableImage(self._clicked, self._right_clicked)
         self.view_box.addItem(self.image_item)
         self.grid_layout: GridLayout | None = None
-        self._labels: list[pg.TextItem] = []       # the labels of the tiles shown, one per tile
-        self._label_texts: list[str] = []          # what they say
-        self._label_pool: list[pg.TextItem] = []   # every label item made so far (reused, extra ones hidden)
-        self._label_font = QFont()
-        self._label_font.setPointSize(8)
+        label_font = QFont()
+        label_font.setPointSize(8)
+        self.tile_labels = TileLabels(label_font)   # every tile's label, one item
+        self.tile_labels.hide()
+        self.view_box.addItem(self.tile_labels)
         self._ranged_shape: tuple[int, int] | None = None   # the grid shape the view was last sized to
         self._label_width = 0
         self._focus_frame = QGraphicsRectItem()
@@ -67,54 +68,38 @@ class ImageGridView(pg.GraphicsView):
 
     # --- layout ----------------------------------------------------------------------------------------------------
     def set_layout(self, layout: GridLayout | None, labels: list[str] | None = None) -> None:
-        """A new batch shape: size the view to the grid and put a label on each tile.
-
-        Label items are kept and reused from run to run (making them is most of the cost of starting a run on
-        the GUI thread); the ones a smaller batch does not need are hidden."""
+        """A new batch shape: size the view to the grid and put a label on each tile (none is redrawn when the
+        next run has the same batch and labels)."""
         texts = list(labels or [])
-        if layout is not None and layout == self.grid_layout and texts == self._label_texts:
+        if layout is not None and layout == self.grid_layout and texts == self.tile_labels.texts():
             return   # the next run of the same batch: its labels are in place already
-        self._label_texts = texts
         if layout != self.grid_layout:
             self.image_item.clear()   # a picture is shown only in the layout it was made for
         if layout is None:
             self.grid_layout = None
-            for item in self._labels:
-                item.hide()
-            self._labels = []
+            self.tile_labels.set_labels([], [], QRectF())
+            self.tile_labels.hide()
             self.image_item.clear()
             self._focus_frame.hide()
             return
-        while len(self._label_pool) < len(texts):
-            label = pg.TextItem("", color=(235, 235, 235), fill=pg.mkBrush(0, 0, 0, 150), anchor=(0, 0))
-            label.setFont(self._label_font)
-            label.setZValue(5)
-            label.hide()
-            self.view_box.addItem(label)
-            self._label_pool.append(label)
-        for label in self._label_pool[len(texts):]:
-            label.hide()
-        self._labels = self._label_pool[:len(texts)]
-        metrics = QFontMetrics(self._label_font)
-        self._label_width = max((metrics.horizontalAdvance(t) for t in texts), default=0)
-        for index, (label, text) in enumerate(zip(self._labels, texts)):
-            top, left = layout.origin(index)
-            label.setText(text)
-            label.setPos(left, top)
+        height, width = layout.shape
+        corners = [layout.origin(index) for index in range(len(texts))]
+        self.tile_labels.set_labels(texts, [(left, top) for top, left in corners], QRectF(0, 0, width, height))
+        self._label_width = self.tile_labels.widest()
         if layout.shape != self._ranged_shape:   # the same shape again (the next run): the view is right
-            height, width = layout.shape
             self.view_box.setRange(QRectF(0, 0, width, height), padding=0.01)
             self._ranged_shape = layout.shape
         self.grid_layout = layout
         self._update_label_visibility()
 
     def _update_label_visibility(self, *_):
-        if self.grid_layout is None or not self._labels:
+        if self.grid_layout is None or not self.tile_labels.texts():
+            self.tile_labels.hide()
             return
         pixels_per_unit = self.view_box.viewPixelSize()[0]
         on_screen = self.grid_layout.tile_width / pixels_per_unit if pixels_per_unit > 0 else 0
-        for label in self._labels:   # a label wider than its tile would cover the next tile
-            label.setVisible(on_screen >= self._label_width + LABEL_MARGIN_PIXELS)
+        # a label wider than its tile would cover the next tile
+        self.tile_labels.setVisible(on_screen >= self._label_width + LABEL_MARGIN_PIXELS)
 
     # --- content ---------------------------------------------------------------------------------------------------
     def show_tiles(self, tiles: np.ndarray) -> None:
