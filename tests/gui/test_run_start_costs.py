@@ -93,6 +93,8 @@ def test_tile_labels_sit_on_the_tiles_corners_and_hide_when_tiles_are_too_narrow
     qtbot.waitUntil(lambda: not labels.isVisible())
     grid.resize(400, 400)
     qtbot.waitUntil(labels.isVisible)
+    grid.set_layout(GridLayout.for_batch(4, 1, 64), [f"seed {i}" for i in range(4)])   # wide tiles a pixel high
+    qtbot.waitUntil(lambda: not labels.isVisible())
     grid.set_layout(None)
     assert not labels.isVisible() and labels.texts() == []
 

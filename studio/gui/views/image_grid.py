@@ -96,10 +96,12 @@ class ImageGridView(pg.GraphicsView):
         if self.grid_layout is None or not self.tile_labels.texts():
             self.tile_labels.hide()
             return
-        pixels_per_unit = self.view_box.viewPixelSize()[0]
-        on_screen = self.grid_layout.tile_width / pixels_per_unit if pixels_per_unit > 0 else 0
-        # a label wider than its tile would cover the next tile
-        self.tile_labels.setVisible(on_screen >= self._label_width + LABEL_MARGIN_PIXELS)
+        x_per_pixel, y_per_pixel = self.view_box.viewPixelSize()
+        wide = self.grid_layout.tile_width / x_per_pixel if x_per_pixel > 0 else 0
+        tall = self.grid_layout.tile_height / y_per_pixel if y_per_pixel > 0 else 0
+        # a label wider or taller than its tile would cover the next tile
+        self.tile_labels.setVisible(wide >= self._label_width + LABEL_MARGIN_PIXELS
+                                    and tall >= self.tile_labels.band_height() + LABEL_MARGIN_PIXELS)
 
     # --- content ---------------------------------------------------------------------------------------------------
     def show_tiles(self, tiles: np.ndarray) -> None:

@@ -52,6 +52,10 @@ class TileLabels(pg.GraphicsObject):
         """Screen pixels of the widest label's text."""
         return max((self._metrics.horizontalAdvance(t) for t in self._texts), default=0)
 
+    def band_height(self) -> int:
+        """Screen pixels of a label's band."""
+        return self._metrics.height() + 2 * PADDING
+
     def boundingRect(self) -> QRectF:
         return QRectF(self._area)
 
@@ -63,11 +67,9 @@ class TileLabels(pg.GraphicsObject):
         painter.resetTransform()   # text and band in screen pixels, whatever the zoom
         painter.setFont(self._font)
         painter.setPen(TEXT_COLOR)
-        height = self._metrics.height()
+        height = self.band_height()
         for static, position in zip(self._static, self._positions):
             corner = to_screen.map(position)
-            size = static.size()
-            painter.fillRect(QRectF(corner.x(), corner.y(), size.width() + 2 * PADDING, height + 2 * PADDING),
-                             BAND_COLOR)
+            painter.fillRect(QRectF(corner.x(), corner.y(), static.size().width() + 2 * PADDING, height), BAND_COLOR)
             painter.drawStaticText(QPointF(corner.x() + PADDING, corner.y() + PADDING), static)
         painter.restore()
