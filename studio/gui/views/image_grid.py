@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QGraphicsRectItem
 from ...core.preview import GridLayout, make_grid
 from .tile_labels import TileLabels
 
-LABEL_MARGIN_PIXELS = 4   # a label shows only when its tile is this much wider than the text
+LABEL_MARGIN_PIXELS = 4   # labels show only when a tile is this much wider and taller than one on screen
 
 
 class _ClickableImage(pg.ImageItem):
@@ -55,7 +55,6 @@ class ImageGridView(pg.GraphicsView):
         self.tile_labels.hide()
         self.view_box.addItem(self.tile_labels)
         self._ranged_shape: tuple[int, int] | None = None   # the grid shape the view was last sized to
-        self._label_width = 0
         self._focus_frame = QGraphicsRectItem()
         pen = QPen(QColor(255, 196, 0))
         pen.setCosmetic(True)
@@ -85,7 +84,6 @@ class ImageGridView(pg.GraphicsView):
         height, width = layout.shape
         corners = [layout.origin(index) for index in range(len(texts))]
         self.tile_labels.set_labels(texts, [(left, top) for top, left in corners], QRectF(0, 0, width, height))
-        self._label_width = self.tile_labels.widest()
         if layout.shape != self._ranged_shape:   # the same shape again (the next run): the view is right
             self.view_box.setRange(QRectF(0, 0, width, height), padding=0.01)
             self._ranged_shape = layout.shape
@@ -100,7 +98,7 @@ class ImageGridView(pg.GraphicsView):
         wide = self.grid_layout.tile_width / x_per_pixel if x_per_pixel > 0 else 0
         tall = self.grid_layout.tile_height / y_per_pixel if y_per_pixel > 0 else 0
         # a label wider or taller than its tile would cover the next tile
-        self.tile_labels.setVisible(wide >= self._label_width + LABEL_MARGIN_PIXELS
+        self.tile_labels.setVisible(wide >= self.tile_labels.widest() + LABEL_MARGIN_PIXELS
                                     and tall >= self.tile_labels.band_height() + LABEL_MARGIN_PIXELS)
 
     # --- content ---------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class TileLabels(pg.GraphicsObject):
         self._texts: list[str] = []
         self._static: list[QStaticText] = []
         self._positions: list[QPointF] = []
+        self._widest = 0
         self._area = QRectF()   # the grid, in view coordinates: every label lies inside it
         self.setZValue(5)
 
@@ -42,6 +43,7 @@ class TileLabels(pg.GraphicsObject):
             static.prepare(font=self._font)
             self._static.append(static)
         self._positions = [QPointF(left, top) for left, top in positions]
+        self._widest = max((self._metrics.horizontalAdvance(t) for t in self._texts), default=0)
         self._area = QRectF(area)
         self.update()
 
@@ -50,7 +52,7 @@ class TileLabels(pg.GraphicsObject):
 
     def widest(self) -> int:
         """Screen pixels of the widest label's text."""
-        return max((self._metrics.horizontalAdvance(t) for t in self._texts), default=0)
+        return self._widest
 
     def band_height(self) -> int:
         """Screen pixels of a label's band."""
