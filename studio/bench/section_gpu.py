@@ -1,5 +1,6 @@
 """Section 7, on a CUDA GPU only: sections 1 and 2 on the GPU; previews through a side stream and pinned memory
-against a headless run (and against plain per-step ``.cpu()`` previews, for contrast); float16 against float32."""
+against a headless run (and against plain per-step ``.cpu()`` previews, for contrast); float16 against float32;
+the digits model replayed from a CUDA graph against the bare loop of plain model calls."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import dataclasses
 
 import torch
 
+from ..core.acceleration import accelerate
 from ..core.device_previews import SideStreamPreviews
 from ..core.engine import Run
 from ..core.preview import step_frames
 from ..core.samplers import DDIMSettings
 from ..core.settings import CLASS_CYCLE, RunSettings
-from . import section_diffusers, section_engine
-from .section_engine import drain, synchronise
+from . import models, section_diffusers, section_engine
+from .section_engine import BareCalls, drain, synchronise
 from .table import Row, skipped
 from .timing import describe, paired_ratio, side_by_side
 from .workspace import Workspace
@@ -29,6 +31,7 @@ def rows(ws: Workspace, section: int = 7) -> list[Row]:
     out = section_engine.rows(gpu, section) + section_diffusers.rows(gpu, section)
     out += _preview_rows(gpu, section)
     out += _half_precision_rows(gpu, section)
+    out += _cuda_graph_rows(gpu, section)
     return out
 
 
@@ -69,8 +72,6 @@ def _preview_rows(ws: Workspace, section: int) -> list[Row]:
 
 
 def _half_precision_rows(ws: Workspace, section: int) -> list[Row]:
-    from . import models
-
     base = RunSettings(sampler=DDIMSettings(steps=ws.sizes.ddim_steps), batch_size=ws.sizes.unet_batch,
                        device="cuda")
     half = dataclasses.replace(base, dtype="float16")
@@ -87,3 +88,41 @@ def _half_precision_rows(ws: Workspace, section: int) -> list[Row]:
     return [Row(section, f"engine float16 / float32 · {models.diffusers_unet_name(ws.sizes)} · DDIM "
                          f"{ws.sizes.ddim_steps} steps", paired_ratio(seconds, "float16", "float32"), "x",
                 detail=describe(seconds, "float16", "float32"))]
+
+
+def _cuda_graph_rows(ws: Workspace, section: int) -> list[Row]:
+    """The digits UNet (a few hundred small kernels per forward: launch-bound on a GPU) from a CUDA graph.
+    ``ws.device`` is "cuda" here; tests run it on the CPU with a stand-in capture."""
+    device = ws.device
+    plain = ws.digits
+    graphed = models.digits()   # its own copy: the plain one stays plain
+    settings = RunSettings(sampler=DDIMSettings(steps=ws.sizes.ddim_steps), batch_size=ws.sizes.digits_batch,
+                           class_label=CLASS_CYCLE, device=device)
+    graphed.to(device)
+    setup = accelerate(graphed, "cuda_graph", batch_size=ws.sizes.digits_batch)
+    if setup.fell_back:
+        return [skipped(section, "engine (cuda_graph network) / bare loop", setup.note)]
+    graph_settings = settings.replace(network="cuda_graph")
+    bare = BareCalls(plain, settings)
+
+    def engine(denoiser, run_settings):
+        def go():
+            drain(Run(denoiser, run_settings))
+            synchronise(device)
+        return go
+
+    def bare_loop():
+        bare.loop()
+        synchronise(device)
+
+    seconds = side_by_side({"cuda_graph": engine(graphed, graph_settings), "plain": engine(plain, settings),
+                            "bare loop": bare_loop}, ws.sizes.repeats)
+    name = f"digits UNet b{ws.sizes.digits_batch} · DDIM {ws.sizes.ddim_steps} steps"
+    return [
+        Row(section, f"engine (cuda_graph network) / bare loop of plain calls · {name}",
+            paired_ratio(seconds, "cuda_graph", "bare loop"), "x",
+            detail=f"{describe(seconds, 'cuda_graph', 'bare loop')}; capture {setup.seconds:.2f} s, largest "
+                   f"difference on two probe batches {setup.max_difference:.1e}", extra={"seconds": seconds}),
+        Row(section, f"engine (cuda_graph network) / engine (plain network) · {name}",
+            paired_ratio(seconds, "cuda_graph", "plain"), "x", detail=describe(seconds, "cuda_graph", "plain")),
+    ]

@@ -30,7 +30,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")
 GUIDANCE_KINDS = ("none", "classifier_free", "cfg", "classifier")
 NOISE_DEVICES = ("cpu", "device")
-NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last")
+NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last", "cuda_graph")
 ANIMATION_SOURCES = ("xt", "x0", "both")
 DEFAULT_DDIM_STEPS = 50
 DEFAULT_BATCH = 16
@@ -111,7 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     device.add_argument("--network", choices=NETWORK_MODES, default=None,
                         help="the network's speed mode (default plain, or the recipe's): channels_last (memory "
                              "layout), compiled (torch.compile; a warm-up of tens of seconds on a CPU, once per "
-                             "process) or compiled_channels_last. The faster modes change outputs in their last "
+                             "process), compiled_channels_last or cuda_graph (a CUDA GPU only: the forward recorded once and replayed "
+                             "with one launch per step). The faster modes change outputs in their last "
                              "bits and are kept only if no output on a probe batch moves by more than 1e-4; "
                              "otherwise the run goes on plain, says why on stderr, and run.json records plain")
 

@@ -1,4 +1,4 @@
-"""The network's speed modes: plain, channels-last memory layout, torch.compile, or both.
+"""The network's speed modes: plain, channels-last memory layout, torch.compile, both, or a CUDA graph.
 
     done = accelerate(denoiser, "compiled_channels_last", batch_size=16)
     done.mode      # the mode in use: the one asked for, or "plain" when it failed or moved an output too far
@@ -16,7 +16,11 @@ them and, on a CPU, packs the convolution weights for oneDNN once instead of at 
 bench's UNet2DModel (32x32, batch 4, 2 CPU cores) it gains little: a forward 1-2 % faster than compiled without
 it, a DDPM run 0.762 of diffusers' pipeline against 0.770, at the price of a longer compile (58 s against 49 s
 cold) and a second, packed copy of the convolution weights.
-Frozen weights are a snapshot: the compiled network is dropped whenever the denoiser moves to another device or
+``cuda_graph`` (a CUDA GPU only; ``studio.core.cuda_graphs``) records the plain network's forward on the run's
+shapes once and replays it with one launch per model call: on a GPU a small network is bound by kernel launches,
+which this takes away. Anywhere else it falls back to plain and says so. Its check runs the graph on two probe
+batches, so a replay that kept anything of the first call's inputs or output would show.
+Frozen weights and captured graphs are snapshots: the compiled network is dropped whenever the denoiser moves to another device or
 dtype (``NetworkDenoiser.to``), and is rebuilt on the next request. The probe batch is made as a run's inputs
 are (see ``_probe_inputs``), so a run calls the very graph the probe compiled, never a second, unfrozen one.
 
@@ -33,10 +37,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from . import cuda_graphs
 from .errors import SettingsError
 from .models.denoiser import NetworkDenoiser
 
-NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last")
+NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last", "cuda_graph")
 ACCELERATION_TOLERANCE = 1e-4
 COMPILE_ARGUMENTS: dict = {}   # extra torch.compile arguments (none: the default mode, dynamic shapes as needed)
 COMPILE_CONFIG = {"freezing": True}   # inductor config while our network compiles (see the module docstring)
@@ -150,9 +155,12 @@ def _build(target: NetworkDenoiser, mode: str, batch_size: int, tolerance: float
     image = len(target.card.data_shape) == 3 and target.module is not None
     if "channels_last" in mode and not image:
         return fallback("channels_last needs an image model given as a torch module")
+    if mode == "cuda_graph" and not cuda_graphs.available(target.device):
+        return fallback(f"cuda_graph needs a CUDA GPU (the model is on {target.device})")
     probe = _probe_inputs(target, batch_size)
+    probes = [probe] + ([_second_probe(target, probe)] if mode == "cuda_graph" else [])
     with torch.inference_mode():
-        reference = plain(*probe).float()
+        references = [plain(*inputs).float() for inputs in probes]
     network = plain
     try:
         if "channels_last" in mode:
@@ -163,7 +171,10 @@ def _build(target: NetworkDenoiser, mode: str, batch_size: int, tolerance: float
             network = _as_inference_tensors(torch.compile(network, **_compile_arguments()))
             compiling = _inductor_config(COMPILE_CONFIG)   # compiling happens at the first call, here
         with torch.inference_mode(), compiling:
-            difference = float((network(*probe).float() - reference).abs().max())
+            if mode == "cuda_graph":
+                network = cuda_graphs.GraphedNetwork(plain, *probe)
+            difference = max(float((network(*inputs).float() - reference).abs().max())
+                             for inputs, reference in zip(probes, references))
     except Exception as exc:  # noqa: BLE001 -- no compiler, an op the compiler cannot take, ...: stay plain
         lines = str(exc).strip().splitlines() or [""]
         return fallback(f"{mode} failed ({type(exc).__name__}: {lines[0][:200]})")
@@ -197,6 +208,17 @@ def _probe_inputs(denoiser: NetworkDenoiser, batch_size: int):
     if card.conditional:
         label = card.null_class if card.null_class is not None else 0
         labels = torch.full((batch_size,), label, dtype=torch.long, device=denoiser.device)
+    return x, t, labels
+
+
+def _second_probe(denoiser: NetworkDenoiser, probe):
+    """Other values on the same shapes (x negated, another t): a network that replays a recording must answer
+    these too, not the first probe again."""
+    x, t, labels = probe
+    with torch.inference_mode():
+        x = -x
+    with torch.inference_mode(False):
+        t = torch.full_like(t, denoiser.card.num_train_timesteps // 4)
     return x, t, labels
 
 

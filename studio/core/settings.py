@@ -48,7 +48,8 @@ class RunSettings:
     device-dependent). ``model_batch``: 0 calls the model on the batch as it is (fastest); M > 0 calls it on
     exactly M rows at a time (padding or splitting, see ``studio.core.models.fixed_batch``), so every sample's
     bits are the same in any batch, alone, or in another process. ``network``: the network's speed mode, one of
-    ``NETWORK_MODES`` (plain, channels_last, compiled, compiled_channels_last; see ``studio.core.acceleration``):
+    ``NETWORK_MODES`` (plain, channels_last, compiled, compiled_channels_last, cuda_graph; see
+    ``studio.core.acceleration``):
     the faster ones change outputs in their last bits (kept only within 1e-4) and compiling takes a warm-up.
     """
 

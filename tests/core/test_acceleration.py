@@ -123,7 +123,7 @@ def test_settings_round_trip_and_old_dicts_mean_plain():
 @pytest.mark.parametrize("bad", ["turbo", "", None, 3])
 def test_a_bad_network_names_the_choices(bad):
     with pytest.raises(SettingsError, match="network mode must be one of plain, channels_last, compiled, "
-                                            "compiled_channels_last"):
+                                            "compiled_channels_last, cuda_graph"):
         RunSettings(network=bad)
     with pytest.raises(SettingsError, match="network mode must be one of"):
         RunSettings.from_dict({"network": bad})

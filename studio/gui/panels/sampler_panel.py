@@ -34,6 +34,9 @@ NETWORK_CHOICES = (
                  "within 1e-4 of plain)"),
     ("compiled_channels_last", "torch.compile on the channels-last layout: both of the above, the same first-run "
                                "warm-up"),
+    ("cuda_graph", "a CUDA GPU only: the network's forward recorded once as a CUDA graph and replayed with one "
+                   "launch per step (a small network on a GPU waits on kernel launches); elsewhere the run goes "
+                   "on plain (used only if within 1e-4 of plain)"),
 )
 NETWORK_TIP = ("How the network runs. A faster mode is checked against the plain network before the run and "
                "falls back to plain (the status bar says why) if it fails or moves an output by more than 1e-4:\n" +
