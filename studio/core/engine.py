@@ -30,7 +30,7 @@ import torch
 
 from .. import __version__
 from .errors import NumericalError, SettingsError
-from .guidance import Classifier, make_predict
+from .guidance import Classifier, make_predict, rows_per_model_call, uses_classifier_free
 from .acceleration import Acceleration, accelerate
 from .models.denoiser import Denoiser
 from .models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
@@ -80,7 +80,7 @@ def _resolve_sampler(settings: RunSettings, card) -> SamplerSettings:
     sampler = settings.sampler.resolve(card)
     if isinstance(sampler, DDIMSettings) and sampler.use_clipped_model_output is None:
         guidance = settings.guidance
-        guided = (guidance.kind == "classifier_free" and guidance.scale != 1.0) or \
+        guided = uses_classifier_free(guidance) or \
             (guidance.kind == "classifier" and guidance.scale != 0.0)
         sampler = sampler.replace(use_clipped_model_output=guided)
     return sampler
@@ -156,7 +156,7 @@ class Run:
                                              offsets=[seed - settings.seed for seed in self.seeds])
         denoiser.to(self.device, self.dtype)
         # the network mode asked for (plain undoes an earlier run's); probed on the rows the network is called on
-        probe_rows = getattr(denoiser, "model_batch", 0) or len(self.seeds)
+        probe_rows = getattr(denoiser, "model_batch", 0) or rows_per_model_call(settings.guidance, len(self.seeds))
         self.acceleration: Acceleration = accelerate(denoiser, settings.network, batch_size=probe_rows)
         if classifier is not None and hasattr(classifier, "to"):
             classifier.to(self.device)

@@ -35,6 +35,17 @@ def classifier_gradient(classifier: Classifier, x_t: torch.Tensor, t: int, label
     return grad.detach().float()
 
 
+def uses_classifier_free(guidance: GuidanceSettings) -> bool:
+    """Classifier-free guidance that changes anything (scale 1 is the plain conditional model)."""
+    return guidance.kind == "classifier_free" and guidance.scale != 1.0
+
+
+def rows_per_model_call(guidance: GuidanceSettings, batch: int) -> int:
+    """Rows the network sees in one call for a batch: classifier-free guidance calls it once on the doubled batch
+    (a faster network is set up on these, so a compiled or recorded one is called on the shapes it was made for)."""
+    return 2 * batch if uses_classifier_free(guidance) else batch
+
+
 def make_predict(
     denoiser: Denoiser,
     model_labels: torch.Tensor | None,
@@ -46,7 +57,7 @@ def make_predict(
     """``model_labels`` go to the model on a plain pass; classifier-free guidance pairs ``target_labels`` with
     ``null_labels``; classifier guidance pushes towards ``target_labels``."""
     schedule = denoiser.schedule
-    use_cfg = guidance.kind == "classifier_free" and guidance.scale != 1.0
+    use_cfg = uses_classifier_free(guidance)
     use_classifier = guidance.kind == "classifier" and guidance.scale != 0.0
     if not use_cfg and not use_classifier:
         # a plain pass: the denoiser's own predict with the labels bound, no frame of ours in between

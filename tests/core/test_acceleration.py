@@ -92,6 +92,18 @@ def test_the_run_probes_the_rows_the_network_is_called_on(digits):
     accelerate(digits, "plain")
 
 
+def test_with_classifier_free_guidance_the_probe_has_the_doubled_batch_the_network_is_called_on(digits):
+    from studio.core.settings import GuidanceSettings
+
+    guided = digits_settings(network="channels_last", guidance=GuidanceSettings("classifier_free", 2.0))
+    run = Run(digits, guided)
+    assert digits.__dict__["_acceleration_state"][0][1] == 8   # one call on 4 conditional + 4 unconditional rows
+    run.close()
+    Run(digits, guided.replace(guidance=GuidanceSettings("classifier_free", 1.0))).close()   # scale 1: no pair
+    assert digits.__dict__["_acceleration_state"][0][1] == 4
+    accelerate(digits, "plain")
+
+
 def test_a_refused_mode_leaves_the_run_plain_and_says_why():
     vector = fake_denoiser(shape=(2,))
     settings = RunSettings(sampler=DDPMSettings(steps=5), seed=1, batch_size=3, network="channels_last")

@@ -143,6 +143,22 @@ def test_a_run_in_cuda_graph_mode_replays_every_step_and_plain_comes_back(stand_
     assert digits.network is digits.module
 
 
+def test_a_guided_run_replays_every_call_on_its_doubled_batch(stand_in_gpu):
+    from studio.core.settings import GuidanceSettings
+
+    digits = open_checkpoint("digits")
+    settings = RunSettings(sampler=DDPMSettings(steps=5), seed=6, batch_size=3, class_label=CLASS_CYCLE,
+                           device="cpu", network="cuda_graph", guidance=GuidanceSettings("classifier_free", 3.0))
+    plain = sample_final(digits, settings.replace(network="plain"))
+    run = Run(digits, settings)
+    x = run.x_T
+    for step in run:
+        x = step.x_t
+    assert torch.equal(x, plain)
+    assert digits.network.plain_calls == 0   # the graph was recorded on the 6 rows each call has
+    accelerate(digits, "plain")
+
+
 def test_a_graph_that_replays_a_stale_answer_is_caught_by_the_second_probe(stand_in_gpu, monkeypatch):
     def stale_capture(call, device):   # replay does nothing: every call answers the first probe
         return (lambda: None), call()
