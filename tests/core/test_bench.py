@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from studio.bench.runner import main, parse_sections
 from studio.bench.table import Row, format_table
@@ -95,3 +96,27 @@ def test_median_interval_brackets_the_median_and_narrows_with_more_rounds():
     assert median_interval(few) == (low, high)                  # seeded: the same table twice
     many_low, many_high = median_interval(few * 9)
     assert many_high - many_low < high - low
+
+
+def test_step_anatomy_inline_loops_make_the_engines_samples_and_the_command_runs(capsys):
+    """The diagnostic's inline loops must do the engine's work: the same samples, bit for bit."""
+    from studio.bench import models
+    from studio.bench.section_engine import BareCalls
+    from studio.bench.step_anatomy import VARIANTS, inline_steps, main
+    from studio.core.engine import sample_final
+    from studio.core.samplers import DDPMSettings
+    from studio.core.settings import CLASS_CYCLE, RunSettings
+
+    denoiser = models.digits()
+    settings = RunSettings(sampler=DDPMSettings(steps=6), seed=3, batch_size=4, class_label=CLASS_CYCLE,
+                           device="cpu")
+    bare = BareCalls(denoiser, settings)
+    engine = sample_final(denoiser, settings)
+    for per_step_mode, via_predict in ((False, False), (True, False), (True, True)):
+        steps = list(inline_steps(denoiser, settings, bare, per_step_mode, via_predict))
+        assert len(steps) == 6 and torch.equal(steps[-1].x_t, engine)
+    assert not torch.is_inference_mode_enabled()   # the held mode ends with its loop
+    assert main(["--rounds", "1", "--steps", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line[:26].strip() for line in printed] == list(VARIANTS)
+    assert main(["--rounds", "0"]) == 2
