@@ -20,9 +20,10 @@ cold) and a second, packed copy of the convolution weights.
 shapes once and replays it with one launch per model call: on a GPU a small network is bound by kernel launches,
 which this takes away. Anywhere else it falls back to plain and says so. Its check runs the graph on two probe
 batches, so a replay that kept anything of the first call's inputs or output would show.
-Frozen weights and captured graphs are snapshots: the compiled network is dropped whenever the denoiser moves to another device or
-dtype (``NetworkDenoiser.to``), and is rebuilt on the next request. The probe batch is made as a run's inputs
-are (see ``_probe_inputs``), so a run calls the very graph the probe compiled, never a second, unfrozen one.
+Frozen weights and captured graphs are snapshots: a faster network is dropped whenever the denoiser moves to
+another device or dtype (``NetworkDenoiser.to``), and is rebuilt on the next request. The probe batch is made as a
+run's inputs are (see ``_probe_inputs``), so a run calls the very graph the probe compiled, never a second, unfrozen
+one.
 
 State lives on the denoiser (``NetworkDenoiser``): the plain network, the mode in use, and every network already
 built for a (mode, batch, device, dtype, tolerance), so switching back to a mode costs nothing. ``accelerate(d,
