@@ -111,9 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     device.add_argument("--network", choices=NETWORK_MODES, default=None,
                         help="the network's speed mode (default plain, or the recipe's): channels_last (memory "
                              "layout), compiled (torch.compile; a warm-up of tens of seconds on a CPU, once per "
-                             "process), compiled_channels_last or cuda_graph (a CUDA GPU only: the forward recorded once and replayed "
-                             "with one launch per step). The faster modes change outputs in their last "
-                             "bits and are kept only if no output on a probe batch moves by more than 1e-4; "
+                             "process), compiled_channels_last or cuda_graph (a CUDA GPU only: the forward "
+                             "recorded once and replayed with one launch per step). The faster modes change "
+                             "outputs in their last bits and are kept only if no output on a probe batch moves by more than 1e-4; "
                              "otherwise the run goes on plain, says why on stderr, and run.json records plain")
 
     output = parser.add_argument_group("output")
