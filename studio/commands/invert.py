@@ -9,12 +9,22 @@ in the model's data space (data_shape, or a batch of them). Inversion runs DDIM 
 (``studio.core.engine.Inversion``); reconstruction runs the same DDIM down from the x_T it found.
 Writes into OUT: x_T.npy, reconstruction.npy, reconstruction.png (image models), inversion.json; prints the
 round-trip error (mean squared and largest absolute difference, in data space).
+
+IMAGE is checked from its header before anything is decoded or allocated: a picture of more than
+MAX_PICTURE_PIXELS pixels, a .npy whose header claims more data than the file holds or more than
+MAX_ARRAY_BYTES as float32, and a .npy of complex, object, structured or non-numeric values are refused with
+one line that says why (and how much memory it would need).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import math
+import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +38,19 @@ RECONSTRUCTION_PNG = "reconstruction.png"
 REPORT_FILE = "inversion.json"
 DEFAULT_OUT = "studio-inversion"
 DEFAULT_STEPS = 50
+MAX_PICTURE_PIXELS = 50_000_000          # a 50-megapixel photo; larger ones are refused from their header
+MAX_ARRAY_BYTES = 256 * 2**20            # a .npy's data as float32 (the inversion keeps several copies of it)
+ARRAY_COPIES = 8                         # float32-sized copies a round trip holds at once, about (input, x_T,
+                                         # reconstruction, the engine's tensors, the float64 error)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a picture (PNG, JPEG, ...) or a .npy array in data space")
     parser.add_argument("--checkpoint", "-c", default=None, metavar="PATH",
                         help="a checkpoint file or folder, or a bundled model name (default: digits)")
+    from .sample import add_trust_argument
+
+    add_trust_argument(parser)
     parser.add_argument("--steps", type=int, default=None,
                         help=f"DDIM steps each way (default {DEFAULT_STEPS}, at most num_train_timesteps)")
     parser.add_argument("--spacing", choices=SPACINGS, default="leading", help="timestep spacing (default leading)")
@@ -55,9 +72,87 @@ def pixels_to_data(pixels: np.ndarray, value_range: tuple[float, float]) -> np.n
     return (low + pixels.astype(np.float32) * np.float32((high - low) / 255.0)).astype(np.float32)
 
 
+def _size(nbytes: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EISDIR:
+        return "it is a folder"
+    return exc.strerror or str(exc)
+
+
+def check_input_file(path: Path) -> None:
+    """IMAGE exists, is a regular file and can be opened for reading; SettingsError in one line otherwise."""
+    from studio.core.errors import SettingsError
+
+    if not path.exists():
+        raise SettingsError(f"{path}: no such file")
+    if path.is_dir():
+        raise SettingsError(f"{path}: is a folder; give a picture or a .npy file")
+    if not path.is_file():
+        raise SettingsError(f"{path}: not a regular file; give a picture or a .npy file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
+
+
+# bytes per pixel PIL keeps for a mode (its 3-band modes are stored 4 bytes wide)
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+@contextlib.contextmanager
+def _picture_header(path: Path):
+    """The picture PIL opened lazily (header only), refused when it has more than MAX_PICTURE_PIXELS pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    from studio.core.errors import SettingsError
+
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None   # the studio's own cap below, which can say the picture's size
+            try:
+                picture = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            with picture:
+                width, height = picture.size
+                count = width * height
+                if count > MAX_PICTURE_PIXELS:
+                    need = count * (_MODE_BYTES.get(picture.mode, 4) + 4 + 3)   # decoded, converted, checked
+                    raise SettingsError(
+                        f"{path}: a {width}x{height} picture ({count:,} pixels) is over the studio's cap of "
+                        f"{MAX_PICTURE_PIXELS:,} pixels; decoding it would need about {_size(need)} of memory. "
+                        "Shrink it first")
+                yield picture
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise SettingsError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise SettingsError(f"{path}: not a picture the studio can read (give a PNG or a .npy file)") from None
+    except MemoryError:
+        raise SettingsError(f"{path}: not enough memory to decode the picture") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the picture ({_reason(exc)})") from None
+
+
+def check_picture(path: Path) -> None:
+    """Refuse an unreadable or oversized picture from its header alone (nothing is decoded)."""
+    with _picture_header(path):
+        pass
+
+
 def read_picture(path: Path, card) -> tuple[np.ndarray, str | None]:
     """(1, C, H, W) float32 data in the card's value_range, and a note if the picture was resized or made grey."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     from studio.core.errors import SettingsError
 
@@ -70,17 +165,12 @@ def read_picture(path: Path, card) -> tuple[np.ndarray, str | None]:
         raise SettingsError(f"model {card.name!r} takes {channels}-channel data, which no picture holds; "
                             "give a .npy file")
     notes = []
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            grey_modes = ("1", "L", "LA", "I", "I;16", "F", "P")
-            if channels == 1 and picture.mode not in grey_modes and not _looks_grey(picture):
-                notes.append(f"converted the colour picture {path.name} to grey for the 1-channel model")
-            picture = picture.convert(modes[channels])
-    except UnidentifiedImageError:
-        raise SettingsError(f"{path}: not a picture the studio can read (give a PNG or a .npy file)") from None
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read the picture ({exc})") from None
+    with _picture_header(path) as picture:   # the size is checked before load() decodes anything
+        picture.load()
+        grey_modes = ("1", "L", "LA", "I", "I;16", "F", "P")
+        if channels == 1 and picture.mode not in grey_modes and not _looks_grey(picture):
+            notes.append(f"converted the colour picture {path.name} to grey for the 1-channel model")
+        picture = picture.convert(modes[channels])
     if picture.size != (width, height):
         notes.append(f"resized {path.name} from {picture.size[0]}x{picture.size[1]} to {width}x{height} "
                      "to match the model")
@@ -97,21 +187,95 @@ def _looks_grey(picture) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-def read_array(path: Path, card) -> np.ndarray:
-    """A .npy of data_shape or (batch, *data_shape), as float32."""
+@dataclass(frozen=True)
+class ArrayHeader:
+    """What a .npy file's header says, checked against the file: a real, numeric array the file holds."""
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def read_array_header(path: Path, handle=None) -> ArrayHeader:
+    """Read and check a .npy header without reading (or allocating for) its data: format version 1.0 or 2.0,
+    a plain real numeric dtype, a shape whose bytes the file really holds and whose float32 copy stays within
+    MAX_ARRAY_BYTES. ``handle``: an open binary file of ``path`` positioned at its start (else it is opened)."""
+    from numpy.lib import format as npy_format
+
     from studio.core.errors import SettingsError
 
+    with contextlib.ExitStack() as stack:
+        if handle is None:
+            try:
+                handle = stack.enter_context(open(path, "rb"))
+            except OSError as exc:
+                raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
+        try:
+            version = npy_format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = npy_format.read_array_header_2_0(handle)
+            else:
+                raise SettingsError(f"{path}: .npy format version {version[0]}.{version[1]} is not supported "
+                                    "(1.0 and 2.0 are; save a plain numeric array with numpy.save)")
+            data_bytes = os.fstat(handle.fileno()).st_size - handle.tell()
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
+        except (ValueError, TypeError, SyntaxError) as exc:
+            raise SettingsError(f"{path}: not a readable .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise SettingsError(f"{path}: the array holds Python objects, which the studio does not load; "
+                            "give a plain numeric array")
+    if dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V":
+        raise SettingsError(f"{path}: the array holds records ({dtype}), not plain numbers; "
+                            "give a plain numeric array")
+    if dtype.kind == "c":
+        raise SettingsError(f"{path}: the array holds complex numbers ({dtype}); the studio inverts real data "
+                            "(save its .real part if that is what you mean)")
+    if dtype.kind not in "iuf":
+        raise SettingsError(f"{path}: the array holds {dtype} values, not numbers; give a numeric array "
+                            "(float32 preferably)")
+    count = math.prod(shape)   # Python integers: no overflow, whatever the header claims
+    claimed = count * dtype.itemsize
+    dims = " x ".join(map(str, shape)) or "scalar"
+    if claimed > data_bytes:
+        raise SettingsError(f"{path}: the header claims {dims} {dtype} values ({_size(claimed)}) but the file "
+                            f"holds {_size(max(data_bytes, 0))} of data; it is truncated or not a real .npy")
+    as_float32 = count * 4
+    if as_float32 > MAX_ARRAY_BYTES:
+        raise SettingsError(f"{path}: {dims} values are {_size(as_float32)} as float32, over the studio's cap "
+                            f"of {_size(MAX_ARRAY_BYTES)}; inverting them at once would need about "
+                            f"{_size(ARRAY_COPIES * as_float32)} of memory. Split the batch")
+    return ArrayHeader(tuple(int(n) for n in shape), dtype)
+
+
+def read_array(path: Path, card) -> np.ndarray:
+    """A .npy of data_shape or (batch, *data_shape), as float32; checked from its header before it is read."""
+    from numpy.lib import format as npy_format
+
+    from studio.core.errors import SettingsError
+
+    expected = tuple(card.data_shape)
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"{path}: not a readable .npy array ({exc})") from None
-    shape = tuple(card.data_shape)
-    if data.shape == shape:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
+    with handle:
+        header = read_array_header(path, handle)
+        batch_of_them = len(header.shape) == len(expected) + 1 and header.shape[1:] == expected \
+            and header.shape[0] >= 1
+        if header.shape != expected and not batch_of_them:
+            raise SettingsError(f"{path}: array of shape {list(header.shape)}; model {card.name!r} takes "
+                                f"{list(expected)} or a batch of them")
+        try:
+            handle.seek(0)
+            data = npy_format.read_array(handle, allow_pickle=False)
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
+        except (ValueError, EOFError) as exc:
+            raise SettingsError(f"{path}: not a readable .npy array ({exc})") from None
+    if data.shape == expected:
         data = data[None]
-    if data.ndim != len(shape) + 1 or tuple(data.shape[1:]) != shape or data.shape[0] < 1:
-        raise SettingsError(f"{path}: array of shape {list(data.shape)}; model {card.name!r} takes "
-                            f"{list(shape)} or a batch of them")
-    if not np.issubdtype(data.dtype, np.number) or not np.isfinite(data).all():
+    if not np.isfinite(data).all():
         raise SettingsError(f"{path}: the array must hold finite numbers")
     return data.astype(np.float32)
 
@@ -164,25 +328,32 @@ def invert_data(denoiser, x0: np.ndarray, steps: int = DEFAULT_STEPS, spacing: s
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.core.bundled import DEFAULT_MODEL
-    from studio.core.checkpoints import open_checkpoint
     from studio.core.errors import SettingsError
+
+    path = Path(args.image)
+    check_input_file(path)
+    if args.png_scale < 1:
+        raise SettingsError(f"--png-scale must be >= 1, got {args.png_scale}")
+    is_array = path.suffix.lower() == ".npy"
+    if is_array:          # refuse a hostile input from its header, before the model (and torch) loads
+        read_array_header(path)
+    else:
+        check_picture(path)
+
+    from studio.core.bundled import DEFAULT_MODEL, bundled_source
+    from studio.core.checkpoints import open_checkpoint
+    from studio.core.recipe import recorded_source
     from studio.core.export import ensure_folder, image_pixels, write_json, write_npy
     from studio.core.export.images import write_png_image
 
-    path = Path(args.image)
-    if not path.is_file():
-        raise SettingsError(f"{path}: no such file")
-    if args.png_scale < 1:
-        raise SettingsError(f"--png-scale must be >= 1, got {args.png_scale}")
-    source = args.checkpoint or DEFAULT_MODEL
-    denoiser = open_checkpoint(source)
+    source = args.checkpoint or bundled_source(DEFAULT_MODEL)
+    denoiser = open_checkpoint(source, trust_code=args.trust_code)
     card = denoiser.card
     if args.class_label == "cycle":
         raise SettingsError("--class cycle does not apply to inversion; give a class index")
     if args.class_label is not None and not card.conditional:
         raise SettingsError(f"--class needs a class-conditional model; {card.name!r} is unconditional")
-    if path.suffix.lower() == ".npy":
+    if is_array:
         x0, note = read_array(path, card), None
     else:
         x0, note = read_picture(path, card)
@@ -205,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
                 write_png_image(out / name, pixels[i], scale=args.png_scale)
                 files.append(name)
     files.append(REPORT_FILE)
-    record = dict(trip.record, command="invert", input=str(path.resolve()), checkpoint=source,
+    record = dict(trip.record, command="invert", input=str(path.resolve()), checkpoint=recorded_source(source),
                   round_trip={"mse": trip.mse, "max_abs": trip.max_abs}, files=files)
     if note:
         record["note"] = note

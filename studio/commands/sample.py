@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--from-png", dest="from_png", default=None, metavar="FILE",
                        help="take every setting from the recipe in a PNG the studio wrote; flags given as well "
                             "override it (default then: one sample, batch 1)")
+    model.add_argument("--allow-changed-checkpoint", dest="allow_changed", action="store_true",
+                       help="with --from-png: sample even if the checkpoint's sha256 is not the recipe's (the "
+                            "file changed since the PNG was made; the samples will differ)")
+    add_trust_argument(model)
 
     sampler = parser.add_argument_group("sampler (unset values come from the model card)")
     sampler.add_argument("--sampler", choices=SAMPLERS, default=None, help="default ddim")
@@ -145,6 +149,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="no 'step k/S' line under each frame")
     anim.add_argument("--anim-scale", dest="anim_scale", type=int, default=None, metavar="K",
                       help="blow frames up K times (default: tiles at least 64 pixels wide)")
+
+
+def add_trust_argument(parser) -> None:
+    """--trust-code, for every command that loads a checkpoint."""
+    parser.add_argument("--trust-code", dest="trust_code", action="store_true",
+                        help="allow loading a TorchScript archive: it is a program, not data, and runs with your "
+                             "permissions once loaded (its code is checked for file and process calls first, "
+                             "whether trusted or not); other formats never need this")
 
 
 # --- planning: every check before any work -------------------------------------------------------------------------
@@ -231,14 +243,30 @@ def _guidance(args, card, has_classifier: bool, base):
     return GuidanceSettings(kind=kind, scale=scale)
 
 
+def _check_recipe_checkpoint(recipe: dict, card, source: str, allow_changed: bool, layout) -> None:
+    """The checkpoint must be the one the recipe was made with (its sha256), unless the user says otherwise.
+    Checked from the card alone, before anything is loaded."""
+    from studio.core.errors import CheckpointError
+
+    wanted = recipe["model"].get("sha256") or ""
+    if not wanted or wanted == card.sha256:
+        return
+    what = (f"{source} is not the checkpoint the recipe was made with (sha256 {card.sha256[:12]} instead of "
+            f"{wanted[:12]})")
+    if not allow_changed:
+        raise CheckpointError(f"{what}; pass --allow-changed-checkpoint to sample with it anyway")
+    _note(f"{what}; the samples will differ", layout)
+
+
 def plan(args, layout) -> SampleJob:
     """Open the models and check every setting; raises a StudioError naming the first problem."""
-    from studio.core.bundled import DEFAULT_MODEL
-    from studio.core.checkpoints import open_checkpoint, open_classifier
+    from studio.core.bundled import DEFAULT_MODEL, bundled_source
+    from studio.core.checkpoints import open_checkpoint, open_classifier, read_card
+    from studio.core.checkpoints.torchscript_format import require_trust
     from studio.core.engine import class_labels_for, resolve_device, resolve_dtype
     from studio.core.errors import SettingsError
     from studio.core.export import AnimationOptions, ensure_folder
-    from studio.core.recipe import read_recipe, recorded_source, settings_from_recipe
+    from studio.core.recipe import read_recipe, recipe_checkpoint, recorded_source, settings_from_recipe
     from studio.core.settings import RunSettings
 
     from studio.core.models.fixed_batch import DEFAULT_MODEL_BATCH, FixedBatchClassifier, FixedBatchDenoiser
@@ -247,15 +275,14 @@ def plan(args, layout) -> SampleJob:
     if args.from_png is not None:
         recipe = read_recipe(args.from_png)
         base, _ = settings_from_recipe(recipe)
-    source = args.checkpoint or (recipe.get("checkpoint") if recipe is not None else DEFAULT_MODEL)
+    source = args.checkpoint or (recipe_checkpoint(recipe) if recipe is not None else bundled_source(DEFAULT_MODEL))
     if source is None:
         raise SettingsError(f"the recipe in {args.from_png} does not say where its checkpoint is "
                             f"(model {recipe['model'].get('name')!r}); pass --checkpoint")
-    denoiser = open_checkpoint(source)
-    card = denoiser.card
-    if recipe is not None and recipe["model"].get("sha256") not in (None, "", card.sha256):
-        _note(f"{source} is not the checkpoint the recipe was made with (sha256 {card.sha256[:12]} instead of "
-              f"{recipe['model']['sha256'][:12]}); the samples will differ", layout)
+    card = read_card(source)   # the card alone (nothing loaded, no code run): every check below comes first
+    require_trust(card, args.trust_code)
+    if recipe is not None:
+        _check_recipe_checkpoint(recipe, card, source, args.allow_changed, layout)
 
     classifier_source = args.classifier
     if classifier_source is None and recipe is not None and args.guidance_kind in (None, "classifier") \
@@ -319,6 +346,8 @@ def plan(args, layout) -> SampleJob:
         if not mp4_available():
             raise SettingsError("--mp4 needs the imageio-ffmpeg package (pip install imageio-ffmpeg)")
 
+    _check_memory(card, settings, num_samples, model_batch, args, layout)
+    denoiser = open_checkpoint(source, trust_code=args.trust_code)
     classifier = open_classifier(classifier_source) if classifier_source is not None else None
     out = ensure_folder(args.out)
     return SampleJob(
@@ -331,6 +360,38 @@ def plan(args, layout) -> SampleJob:
         recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
         requested_device=requested_device,
     )
+
+
+def _check_memory(card, settings, num_samples: int, model_batch: int, args, layout) -> None:
+    """Refuse, before anything is allocated, a request this machine cannot hold or whose pictures would be too
+    large to read back (``--batch 10000000``, ``--model-batch 1000000000``, ``--png-scale 100000``)."""
+    from studio.core.export import select_frames, upscale_factor
+    from studio.core.memory_budget import require_fits
+    from studio.core.preview import GridLayout
+    from studio.core.run_memory import require_picture_fits, require_run_fits
+
+    steps = len(settings.sampler.timestep_list(card.num_train_timesteps))
+    per_process = -(-num_samples // max(1, layout.world_size))
+    batch = min(settings.batch_size, per_process)
+    rows = (model_batch or batch) * (2 if settings.guidance.kind == "classifier_free" else 1)
+    animated = any(getattr(args, kind) for kind in ANIMATION_FILES)
+    frames = 2 * steps + 1 if (args.trajectory or animated) else 0
+    require_run_fits(card.data_shape, batch=batch, model_rows=rows, num_samples=per_process, frames=frames)
+    if card.data_kind != "image":
+        return
+    height, width = card.data_shape[1:]
+    require_picture_fits(height * args.png_scale, width * args.png_scale, f"each PNG at --png-scale {args.png_scale}")
+    if not animated:
+        return
+    tiles = 1 if args.anim_sample is not None else num_samples
+    grid_height, grid_width = GridLayout.for_batch(tiles, height, width).shape
+    panels = 2 if args.anim_source == "both" else 1
+    scale = args.anim_scale or upscale_factor(width)
+    frame_height, frame_width = grid_height * scale, grid_width * panels * scale
+    require_picture_fits(frame_height, frame_width, f"each animation frame (scale {scale})")
+    count = len(select_frames(steps + 1, max(1, args.frame_stride), args.max_frames))
+    require_fits(count * frame_height * frame_width * 3 * 2, f"the animation ({count} frames of "
+                                                              f"{frame_width} x {frame_height} pixels)")
 
 
 # --- sampling ------------------------------------------------------------------------------------------------------
@@ -522,11 +583,19 @@ def run(args: argparse.Namespace) -> int:
     from .distributed import (ProcessLayout, barrier, process_group, read_shards, remove_shards,
                               write_shard)
 
+    from studio.core.errors import NumericalError
+
     layout = ProcessLayout.from_environment()
     job = plan(args, layout)
     with process_group(layout, job.settings.device) as backend:
-        part = sample_part(job, list(layout.share(job.num_samples)), progress=job.progress and layout.is_main,
-                           notes=layout.is_main)
+        try:
+            part = sample_part(job, list(layout.share(job.num_samples)), progress=job.progress and layout.is_main,
+                               notes=layout.is_main)
+        except NumericalError as exc:   # the engine's message speaks for the window, which keeps the steps
+            pngs = f"; {job.out} holds only the PNGs of batches finished before it" \
+                if job.card.data_kind == "image" else ""
+            raise NumericalError(f"{exc.what}; samples.npy and run.json were not written{pngs}",
+                                 exc.index, exc.t) from None
         if layout.distributed:
             write_shard(job.out, layout.rank, part)
             barrier(layout)

@@ -47,3 +47,24 @@ def bundled_by_name(name: str) -> BundledModel | None:
 
 def default_model_path() -> Path:
     return bundled_by_name(DEFAULT_MODEL).path
+
+
+# "bundled:NAME" always means the bundled model, whatever files the current folder holds; the studio uses it
+# for its own defaults and for bundled names recorded in recipes and settings.
+BUNDLED_PREFIX = "bundled:"
+
+
+def bundled_source(name: str) -> str:
+    return f"{BUNDLED_PREFIX}{name}"
+
+
+def bundled_of_source(source: str) -> BundledModel | None:
+    """The bundled model ``source`` names explicitly ("bundled:digits"), else None."""
+    text = str(source)
+    return bundled_by_name(text[len(BUNDLED_PREFIX):]) if text.startswith(BUNDLED_PREFIX) else None
+
+
+def as_recorded_bundled(source: str) -> str:
+    """A bare bundled name written by the studio (recipe, settings) as the explicit form; other sources as they are."""
+    text = str(source)
+    return bundled_source(text) if bundled_by_name(text) is not None else text

@@ -258,11 +258,9 @@ class Run:
         self.close()
         step = made[bad]
         self._checked.extend(made[:bad])
-        self._failure = NumericalError(
-            f"the run produced NaN or Inf in {where} at step {step.index + 1}/{step.num_steps} (t={step.t}); "
-            "the steps before it are kept",
-            index=step.index, t=step.t,
-        )
+        what = f"the run produced NaN or Inf in {where} at step {step.index + 1}/{step.num_steps} (t={step.t})"
+        self._failure = NumericalError(f"{what}; the steps before it are kept", index=step.index, t=step.t,
+                                       what=what)
         if not self._checked:
             self._compute_ahead()   # raises the failure now
 

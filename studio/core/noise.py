@@ -29,13 +29,18 @@ AHEAD_BYTES = 4 * 2**20   # noise drawn ahead at most, per refill
 
 def sample_seeds(seed: int, batch_size: int) -> list[int]:
     """The seeds of a batch: seed, seed + 1, ..., seed + batch_size - 1."""
+    check_seeds(seed, batch_size)
+    return [seed + i for i in range(batch_size)]
+
+
+def check_seeds(seed: int, batch_size: int) -> None:
+    """Seed and batch size valid together (without making the list: a batch size may be absurdly large)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SettingsError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SettingsError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if seed + batch_size - 1 > MAX_SEED:
         raise SettingsError(f"seed + batch_size - 1 must not exceed {MAX_SEED}")
-    return [seed + i for i in range(batch_size)]
 
 
 @functools.lru_cache(maxsize=None)

@@ -35,12 +35,23 @@ def sample_png_name(index: int) -> str:
 
 
 def recorded_source(source: str) -> str:
-    """How a recipe names its checkpoint: bundled names stay names, files become absolute paths."""
-    from .bundled import bundled_by_name
+    """How a recipe names its checkpoint: bundled models by their name, files as absolute paths."""
+    from .bundled import bundled_by_name, bundled_of_source
 
+    explicit = bundled_of_source(source)
+    if explicit is not None:
+        return explicit.name
     if bundled_by_name(source) is not None and not Path(source).exists():
         return source
     return str(Path(source).resolve())
+
+
+def recipe_checkpoint(recipe: dict) -> str | None:
+    """The checkpoint a recipe names, as a source to open: a recorded bundled name means the bundled model."""
+    from .bundled import as_recorded_bundled
+
+    checkpoint = recipe.get("checkpoint")
+    return None if checkpoint is None else as_recorded_bundled(checkpoint)
 
 
 class RecipeError(SettingsError):
@@ -129,22 +140,55 @@ def write_png(path: str | os.PathLike, image_uint8: np.ndarray, recipe: dict, sc
     return write_png_image(path, image_uint8, text, scale=scale)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_sha256(value) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= 64)
+
+
+# field -> (test, what it must be); checked so a damaged or hostile recipe is one message, never a traceback
+_FIELD_TYPES = {
+    "version": (_is_int, "an integer"),
+    "model": (lambda v: isinstance(v, dict) and isinstance(v.get("name", ""), (str, type(None)))
+              and _is_sha256(v.get("sha256")), "an object with the model's name and sha256"),
+    "settings": (lambda v: isinstance(v, dict), "an object"),
+    "seed": (_is_int, "an integer"),
+    "timesteps": (lambda v: isinstance(v, list) and all(_is_int(t) for t in v), "a list of integers"),
+    "checkpoint": (lambda v: v is None or isinstance(v, str), "a path or a bundled model name"),
+    "classifier": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("checkpoint", ""), (str, type(None)))
+                                           and _is_sha256(v.get("sha256"))), "an object with the classifier's checkpoint"),
+    "model_batch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "batch_index": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+    "step": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "class_label": (lambda v: v is None or _is_int(v) or isinstance(v, str), "a class index or null"),
+    "data": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
 def parse_recipe(text: str, source: str = "the recipe") -> dict:
-    """A recipe from its JSON text, checked for the fields every recipe has."""
+    """A recipe from its JSON text, checked for the fields every recipe has and each field's type."""
     try:
         recipe = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
         raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (not valid JSON: {exc})") from None
+    except RecursionError:
+        raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (JSON nested too deeply)") from None
     if not isinstance(recipe, dict):
         raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (not a JSON object)")
     missing = [key for key in _REQUIRED if key not in recipe]
     if missing:
         raise RecipeError(f"{source}: its Sampling Studio recipe is damaged (missing {', '.join(missing)})")
     if recipe["format"] != RECIPE_FORMAT:
-        raise RecipeError(f"{source}: not a Sampling Studio recipe (format {recipe['format']!r})")
+        raise RecipeError(f"{source}: not a Sampling Studio recipe (format {str(recipe['format'])[:60]!r})")
+    for key, (test, what) in _FIELD_TYPES.items():
+        if key in recipe and not test(recipe[key]):
+            raise RecipeError(f"{source}: its Sampling Studio recipe is damaged ({key} must be {what}, "
+                              f"got {json.dumps(recipe[key])[:60]})")
     version = recipe.get("version", RECIPE_VERSION)
-    if not isinstance(version, int) or version > RECIPE_VERSION:
-        raise RecipeError(f"{source}: recipe version {recipe.get('version')!r} is newer than this studio reads "
+    if version > RECIPE_VERSION:
+        raise RecipeError(f"{source}: recipe version {version} is newer than this studio reads "
                           f"({RECIPE_VERSION}); update the studio")
     return recipe
 
@@ -177,7 +221,7 @@ def settings_from_recipe(recipe: dict) -> tuple[RunSettings, int]:
     run's recipe, from a grid PNG, gives the run's batch)."""
     try:
         settings = RunSettings.from_dict(recipe["settings"])
-    except (SettingsError, TypeError) as exc:
+    except (SettingsError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise RecipeError(f"the recipe's settings are not valid here: {exc}") from None
     one_sample = recipe.get("batch_index") is not None
     if settings.seed != recipe["seed"] or (one_sample and settings.batch_size != 1):

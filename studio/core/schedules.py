@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import SettingsError
+from .limits import MAX_TRAIN_TIMESTEPS
 
 # diffusers' names; "cosine" is accepted as the plain-words alias of Nichol & Dhariwal's schedule.
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
@@ -42,10 +43,23 @@ class ScheduleConfig:
     trained_betas: tuple[float, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
+        # Every check here runs before anything of size T is made: a card of a few bytes may ask for any T.
+        if not isinstance(self.beta_schedule, str):
+            raise SettingsError(f"beta_schedule must be a name, got {self.beta_schedule!r:.80}")
         schedule = _SCHEDULE_ALIASES.get(self.beta_schedule, self.beta_schedule)
         object.__setattr__(self, "beta_schedule", schedule)
         if self.trained_betas is not None:
-            object.__setattr__(self, "trained_betas", tuple(float(b) for b in self.trained_betas))
+            if not hasattr(self.trained_betas, "__len__") or isinstance(self.trained_betas, (str, bytes)):
+                raise SettingsError(f"trained_betas must be a list of numbers, got {self.trained_betas!r:.80}")
+            if len(self.trained_betas) > MAX_TRAIN_TIMESTEPS:
+                raise SettingsError(f"trained_betas has {len(self.trained_betas):,} entries; the studio reads at "
+                                    f"most {MAX_TRAIN_TIMESTEPS:,} timesteps")
+            try:
+                betas = tuple(float(b) for b in self.trained_betas)
+            except (TypeError, ValueError):
+                raise SettingsError(f"trained_betas must be a list of numbers, got {self.trained_betas!r:.80}") \
+                    from None
+            object.__setattr__(self, "trained_betas", betas)
             if isinstance(self.num_train_timesteps, int) and self.num_train_timesteps != len(self.trained_betas):
                 # diffusers takes the length of trained_betas as T; say so rather than guess.
                 raise SettingsError(
@@ -55,6 +69,13 @@ class ScheduleConfig:
         if not isinstance(self.num_train_timesteps, int) or isinstance(self.num_train_timesteps, bool) \
                 or self.num_train_timesteps < 1:
             raise SettingsError(f"num_train_timesteps must be an integer >= 1, got {self.num_train_timesteps!r}")
+        if self.num_train_timesteps > MAX_TRAIN_TIMESTEPS:
+            raise SettingsError(f"num_train_timesteps is {self.num_train_timesteps:,}; the studio reads at most "
+                                f"{MAX_TRAIN_TIMESTEPS:,} timesteps (diffusion models use about 1,000)")
+        for name in ("beta_start", "beta_end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SettingsError(f"{name} must be a finite number, got {value!r:.80}")
         if self.trained_betas is None:
             if schedule not in BETA_SCHEDULES:
                 raise SettingsError(
@@ -63,7 +84,7 @@ class ScheduleConfig:
             if schedule != "squaredcos_cap_v2":
                 for name in ("beta_start", "beta_end"):
                     value = getattr(self, name)
-                    if not isinstance(value, (int, float)) or not (0.0 < value < 1.0):
+                    if not (0.0 < value < 1.0):
                         raise SettingsError(f"{name} must be a number in (0, 1), got {value!r}")
                 if self.beta_end < self.beta_start:
                     raise SettingsError(

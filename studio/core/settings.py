@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from .acceleration import check_network_mode
 from .errors import SettingsError
-from .noise import sample_seeds
+from .noise import check_seeds, sample_seeds
 from .samplers import DDIMSettings, SamplerSettings, settings_from_dict
 
 GUIDANCE_KINDS = ("none", "classifier_free", "classifier")
@@ -67,7 +67,7 @@ class RunSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.sampler, SamplerSettings):
             raise SettingsError("sampler must be DDPMSettings or DDIMSettings")
-        sample_seeds(self.seed, self.batch_size)  # validates seed and batch_size
+        check_seeds(self.seed, self.batch_size)
         label = self.class_label
         if not (label is None or label == CLASS_CYCLE or (isinstance(label, int) and not isinstance(label, bool))):
             raise SettingsError(f"class_label must be a class index, 'cycle' or null, got {label!r}")

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton, QSizePolicy, QSplitter, QStackedWidget, QToolBar, QVBoxLayout, QWidget,
 )
 
-from ..core.bundled import DEFAULT_MODEL, bundled_by_name
+from ..core.bundled import DEFAULT_MODEL, bundled_by_name, bundled_of_source
 from ..core.errors import StudioError
 from ..core.models.fixed_batch import DEFAULT_MODEL_BATCH
 from ..core.recipe import recorded_source
@@ -38,6 +38,7 @@ from .panels.plots_panel import PlotsPanel
 from .panels.sampler_panel import SamplerPanel
 from .panels.seed_panel import SeedPanel
 from .recipe_opening import device_choice, open_recipe_png
+from .trust_dialog import open_trusting
 from .run_presenter import RunPresenter
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
@@ -117,10 +118,12 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState(persistence.STATE_VERSION)
         self._read_window_settings()
 
-        if checkpoint is None and restore_last:
+        restored = checkpoint is None and restore_last
+        if restored:
             checkpoint = persistence.last_checkpoint()
         self._apply_run_settings(persistence.read_json("run/settings"))
-        opened = checkpoint is not None and self.open_path(checkpoint)
+        opened = checkpoint is not None and (self.open_checkpoint(checkpoint, implicit=True) if restored
+                                             else self.open_path(checkpoint))
         if not opened and open_default and bundled_by_name(DEFAULT_MODEL).path.is_file():
             self.open_checkpoint(DEFAULT_MODEL, remember=checkpoint is None)
             if checkpoint is not None and self.denoiser is not None:
@@ -348,12 +351,14 @@ class MainWindow(QMainWindow):
         recent = persistence.recent_checkpoints()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
 
-    def open_checkpoint(self, source: str | os.PathLike, *, remember: bool = True) -> bool:
-        """Open a checkpoint path or bundled name. On failure the message shows and the current model stays."""
+    def open_checkpoint(self, source: str | os.PathLike, *, remember: bool = True, implicit: bool = False) -> bool:
+        """Open a checkpoint path or bundled name. On failure the message shows and the current model stays.
+        A TorchScript archive (code) opens only once the user trusts it (asked here, remembered by sha256);
+        ``implicit`` (the last model, reopened at start) never loads one."""
         source = str(source)
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            self.models.open(source)
+            open_trusting(self, source, implicit)
         except Exception as exc:   # noqa: BLE001 -- an expected failure is a StudioError; anything else too shows
             if not isinstance(exc, StudioError):
                 traceback.print_exc(file=sys.stderr)
@@ -392,7 +397,9 @@ class MainWindow(QMainWindow):
         self.plots_panel.set_schedule(self.denoiser.schedule)
         self.centre_stack.setCurrentWidget(self.preview_splitter)
         if remember and source is not None:
-            if bundled_by_name(source) is not None and not os.path.exists(source):
+            if bundled_of_source(source) is not None:
+                persistence.write_text("model/last", bundled_of_source(source).name)
+            elif bundled_by_name(source) is not None and not os.path.exists(source):
                 persistence.write_text("model/last", source)
             else:
                 persistence.remember_checkpoint(os.path.abspath(source))

@@ -83,3 +83,17 @@ def remember_checkpoint(source: str) -> list[str]:
 
 def last_checkpoint() -> str | None:
     return read_text("model/last")
+
+
+# --- code the user chose to trust --------------------------------------------------------------------------------
+MAX_TRUSTED = 256
+
+
+def trusted_code() -> list[str]:
+    """sha256 digests of the TorchScript archives the user confirmed: trust belongs to those exact bytes."""
+    trusted = read_json("trust/code_sha256", [])
+    return [h for h in trusted if isinstance(h, str) and len(h) == 64] if isinstance(trusted, list) else []
+
+
+def trust_code(sha256: str) -> None:
+    write_json("trust/code_sha256", ([sha256] + [h for h in trusted_code() if h != sha256])[:MAX_TRUSTED])

@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core.bundled import bundled_by_name
-from ..core.recipe import RecipeError, describe_recipe, read_recipe, settings_from_recipe
+from ..core.bundled import as_recorded_bundled, bundled_of_source
+from ..core.checkpoints import read_card
+from ..core.errors import StudioError
+from ..core.recipe import RecipeError, describe_recipe, read_recipe, recipe_checkpoint, settings_from_recipe
+from . import trust_dialog
 
 
 def open_recipe_png(window, path: str | os.PathLike) -> bool:
@@ -47,22 +50,27 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
 
 
 def _exists(source: str) -> bool:
-    return os.path.exists(source) or (bundled_by_name(source) is not None and bundled_by_name(source).path.is_file())
+    bundled = bundled_of_source(as_recorded_bundled(source))
+    return bundled.path.is_file() if bundled is not None else os.path.exists(source)
 
 
 def _same_source(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
+    a, b = as_recorded_bundled(a), as_recorded_bundled(b)
     return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
 def _open_recipe_model(window, recipe: dict, name: str) -> bool:
-    """Make the recipe's model the open one; False with a message if it cannot be found or opened."""
+    """Make the recipe's model the open one; False with a message if it cannot be found or opened, or if its
+    bytes changed since the PNG was made and the user does not confirm."""
     model = recipe["model"]
     sha256 = model.get("sha256")
-    checkpoint = recipe.get("checkpoint")
+    checkpoint = recipe_checkpoint(recipe)
     card = window.card
-    if card is not None and (_same_source(checkpoint, window.source) or (sha256 and card.sha256 == sha256)):
+    if card is not None and sha256 and card.sha256 == sha256:
+        return True
+    if card is not None and not sha256 and _same_source(checkpoint, window.source):
         return True
     if not checkpoint:
         window.show_error(f"{name} was made with the model {model.get('name')!r}, which is not open, and its "
@@ -72,6 +80,16 @@ def _open_recipe_model(window, recipe: dict, name: str) -> bool:
         window.show_error(f"{name} was made with the checkpoint {checkpoint}, which is not there (moved or deleted?): "
                           "open that model yourself, then the PNG again. Nothing was changed")
         return False
+    if sha256:
+        try:
+            found = read_card(checkpoint).sha256   # the card alone: nothing is loaded before the user agrees
+        except StudioError as exc:
+            window.show_error(f"{name}: {exc}")
+            return False
+        if found != sha256 and not trust_dialog.confirm_changed_checkpoint(window, name, checkpoint, sha256, found):
+            window.show_error(f"{name} was made with {checkpoint} as it was then (sha256 {sha256[:12]}); the file "
+                              f"has changed (sha256 {found[:12]}), so it was not opened. Nothing was changed")
+            return False
     if not window.open_checkpoint(checkpoint):
         return False   # open_checkpoint said why; the model and settings are as they were
     if sha256 and window.card.sha256 and window.card.sha256 != sha256:

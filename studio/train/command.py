@@ -112,6 +112,20 @@ def resolve_recipe(args: argparse.Namespace):
     return saved.replace(steps=values.get("steps", saved.steps)), state
 
 
+def check_writable(path: Path, what: str) -> None:
+    """Prove ``path`` can be written before training starts (an unwritable output used to fail only at the end
+    of the run): its folder is created and a probe file made and removed there (``ensure_folder``, which also
+    clears temp files a killed run left); a folder standing at ``path`` itself is refused."""
+    from ..core.export import ExportError, ensure_folder
+
+    if path.is_dir():
+        raise SettingsError(f"{what} {str(path)!r} is a folder; give a file name")
+    try:
+        ensure_folder(path.parent)
+    except ExportError as exc:
+        raise SettingsError(f"{what} {str(path)!r}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from .data import load_data
     from .state import default_state_path
@@ -126,15 +140,17 @@ def run(args: argparse.Namespace) -> int:
     from ..core.engine import resolve_device
 
     device = resolve_device(args.device)
-    recipe, state = resolve_recipe(args)
-    data = load_data(recipe.data, recipe.image_size, recipe.color)
-    if state is not None and state.data_fingerprint != data.fingerprint():
-        raise SettingsError(f"the data {recipe.data!r} has changed since the run in {args.resume} started; "
-                            "a resumed run must see the same data")
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise SettingsError(f"--output must be a .safetensors file, got {str(output)!r}")
     state_path = Path(args.state) if args.state else default_state_path(output)
+    recipe, state = resolve_recipe(args)
+    check_writable(output, "--output")        # before any data is loaded or any step is trained
+    check_writable(state_path, "--state" if args.state else "the training state")
+    data = load_data(recipe.data, recipe.image_size, recipe.color)
+    if state is not None and state.data_fingerprint != data.fingerprint():
+        raise SettingsError(f"the data {recipe.data!r} has changed since the run in {args.resume} started; "
+                            "a resumed run must see the same data")
     result = train(recipe, data, output, state_path, checkpoint_every=args.checkpoint_every, resume=state,
                    device=device, progress=args.progress)
     print(f"wrote {result.output} ({result.parameter_count:,} parameters, {result.steps} steps, "

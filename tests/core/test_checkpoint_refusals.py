@@ -235,7 +235,11 @@ def test_pickle_carrying_code_is_refused_and_never_runs(tmp_path, how):
     assert not marker.exists()
 
 
-# --- TorchScript -------------------------------------------------------------------------------------------------
+# --- TorchScript (trusted: these check what loading finds; tests/hostile covers trust itself) ---------------------
+def trusted(path):
+    return open_checkpoint(path, trust_code=True)
+
+
 def test_torchscript_without_card(tmp_path):
     path = make.torchscript_file(tmp_path, make.ScriptedVectorModel(), None)
     refused(path, "no extra file studio_card.json", "_extra_files")
@@ -244,17 +248,17 @@ def test_torchscript_without_card(tmp_path):
 def test_torchscript_card_disagrees_with_the_model(tmp_path):
     card = {"name": "vec", "data_kind": "vector", "data_shape": [5]}
     path = make.torchscript_file(tmp_path, make.ScriptedVectorModel(), card)
-    refused(path, "does not run on the card's data shape 5", "mat1 and mat2")
+    refused(path, "does not run on the card's data shape 5", "mat1 and mat2", opener=trusted)
 
 
 def test_torchscript_conditional_card_but_no_label_input(tmp_path):
     card = {"name": "vec", "data_kind": "vector", "data_shape": [3], "class_names": ["a", "b"]}
-    refused(make.torchscript_file(tmp_path, make.ScriptedVectorModel(), card), "takes only \\(x, t\\)")
+    refused(make.torchscript_file(tmp_path, make.ScriptedVectorModel(), card), "takes only \\(x, t\\)", opener=trusted)
 
 
 def test_torchscript_learned_variance_card_but_c_channels(tmp_path):
     card = {"name": "vec", "data_kind": "vector", "data_shape": [3], "variance_type": "learned_range"}
-    refused(make.torchscript_file(tmp_path, make.ScriptedVectorModel(), card), r"needs \(1, 6\)")
+    refused(make.torchscript_file(tmp_path, make.ScriptedVectorModel(), card), r"needs \(1, 6\)", opener=trusted)
 
 
 # --- folders (no diffusers import needed to refuse these) ----------------------------------------------------------

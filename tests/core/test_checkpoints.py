@@ -182,7 +182,7 @@ def test_torchscript_round_trip_with_labels(tmp_path):
             "class_names": ["w", "x", "y", "z"], "num_train_timesteps": 200}
     path = make.torchscript_file(tmp_path, module, card)
     assert identify(path) == "torchscript"
-    denoiser = open_checkpoint(path)
+    denoiser = open_checkpoint(path, trust_code=True)
     assert denoiser.card.prediction_type == "sample" and denoiser.card.class_names == ("w", "x", "y", "z")
     assert_measured(denoiser.card, path, module.state_dict(), "torchscript")
     assert_same_network(denoiser, module, torch.tensor([0, 3, 1]), atol=1e-6)
@@ -192,7 +192,7 @@ def test_torchscript_round_trip_x_t_only(tmp_path):
     module = make.randomise(make.ScriptedVectorModel())
     path = make.torchscript_file(tmp_path, module, {"name": "vec", "data_kind": "vector", "data_shape": [3],
                                                      "num_train_timesteps": 100})
-    denoiser = open_checkpoint(path)
+    denoiser = open_checkpoint(path, trust_code=True)
     assert denoiser.card.data_shape == (3,) and not denoiser.card.conditional
     assert_same_network(denoiser, lambda x, t, y: module(x, t), atol=1e-6)
 

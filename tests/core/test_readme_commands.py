@@ -106,7 +106,7 @@ import os as _os
 if _os.path.exists("model.pt"):
     from studio.core.checkpoints import open_checkpoint as _open
 
-    _card = _open("model.pt").card
+    _card = _open("model.pt", trust_code=True).card
     assert _card.format == "torchscript", _card.format
     print("opened model.pt:", _card.name)
 '''

@@ -4,7 +4,9 @@
                                                       # a state dict + JSON card, or a bundled name ("digits")
 Formats (one module each): studio (.safetensors with the card in its metadata), diffusers (pipeline or
 model folder), torchscript (archive with studio_card.json inside), state_dict (.pt/.pth/.ckpt/.bin + <stem>.json).
-Pickles are read only with torch's weights-only loader. Every failure is a CheckpointError naming the file.
+Pickles are read only with torch's weights-only loader; a TorchScript archive (a program) is checked on every
+open and loaded only with ``trust_code`` (UntrustedCodeError otherwise, before anything runs); a card is read
+without loading code. Every failure is a CheckpointError naming the file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from . import diffusers_format, state_dict_format, studio_format, torchscript_fo
 from .classifier import LoadedClassifier
 from .common import fail
 from .describe import card_lines
-from .detect import FORMATS, identify, resolve
+from .detect import FORMATS, identify
+from .sources import resolve
 from .holder import ModelHolder
 from .hub_cache import CachedPipeline, diffusers_cache_pipelines
 from .studio_format import save_studio_checkpoint
@@ -41,10 +44,15 @@ def read_card(source: str | os.PathLike) -> ModelCard:
     return _READERS[identify(path)].read_card(path)
 
 
-def open_checkpoint(source: str | os.PathLike) -> NetworkDenoiser:
-    """A denoiser on the cpu in float32 (``.to(device, dtype)`` moves it), its card completed."""
+def open_checkpoint(source: str | os.PathLike, *, trust_code: bool | str = False) -> NetworkDenoiser:
+    """A denoiser on the cpu in float32 (``.to(device, dtype)`` moves it), its card completed.
+    ``trust_code``: True, or the sha256 the user trusted, to load a TorchScript archive (code)."""
     path = resolve(source)
-    network, card = _READERS[identify(path)].load(path)
+    kind = identify(path)
+    if kind == "torchscript":
+        network, card = torchscript_format.load(path, trust_code=trust_code)
+    else:
+        network, card = _READERS[kind].load(path)
     if card.role != "denoiser":
         raise fail(path, f"is a noise-aware classifier (role {card.role!r}), not a denoiser; "
                          "use it as the guidance classifier")

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import StudioError
 from ..models.card import ModelCard
+from .build_guard import checked_build
 from .common import fail, fit_weights, probe_network
 
 
@@ -25,10 +26,12 @@ def build_from_card(card: ModelCard, path) -> torch.nn.Module:
 
 
 def network_from_card(card: ModelCard, state: Mapping[str, torch.Tensor], path) -> torch.nn.Module:
-    """Build, load strictly, and check one dry run against the card (data shape, labels, output channels)."""
-    network = build_from_card(card, path)
-    _check_classes(network, card, path)
-    fit_weights(network, state, path, f"the {card.architecture['name']!r} architecture in its card")
+    """Build (once a meta-device build shows the card's network fits the file's weights and memory), load
+    strictly, and check one dry run against the card (data shape, labels, output channels)."""
+    what = f"the {card.architecture['name']!r} architecture in its card"
+    network = checked_build(lambda: build_from_card(card, path), card, state, path, what,
+                            inspect=lambda meta: _check_classes(meta, card, path))
+    fit_weights(network, state, path, what)
     probe_network(network, card, path)
     return network
 

@@ -50,6 +50,7 @@ def card_lines(card: ModelCard) -> list[str]:
         ("architecture", _architecture(card.architecture)),
         ("parameter_count", f"{card.parameter_count:,}"),
         ("dtype", card.dtype),
+        ("code_check", card.code_check or None),
     ]
     assumed = set(card.assumed)
     width = max(len(key) for key, _ in rows)

@@ -1,4 +1,5 @@
-"""Which format a path holds, decided by its content (never by its name alone), and bundled short names."""
+"""Which format a path holds, decided by its content (never by its name alone). ``resolve`` (in sources) turns
+a bundled name or a path into the path to read."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
-from ..bundled import BUNDLED, bundled_by_name
-from .common import fail
+from .common import fail, open_binary, unreadable
+from .sources import resolve
 
 FORMATS = ("studio", "diffusers", "torchscript", "state_dict")
 
@@ -25,26 +26,24 @@ _MAGIC = {
 }
 
 
-def resolve(source: str | os.PathLike) -> Path:
-    """A path, or a bundled short name ("digits", "toy2d", "digits-classifier") where no such path exists."""
-    path = Path(source).expanduser()
-    if path.name in ("model_index.json", "config.json") and path.is_file():
-        return path.parent  # a diffusers folder, picked by its config file
-    if path.exists():
-        return path
-    bundled = bundled_by_name(str(source))
-    if bundled is not None:
-        if not bundled.path.is_file():
-            raise fail(bundled.path, f"bundled model {bundled.name!r} is not installed (train it with "
-                                     "`studio train`, see README)")
-        return bundled.path
-    names = ", ".join(m.name for m in BUNDLED)
-    raise fail(source, f"no such file or folder (nor a bundled model name: {names})")
-
-
 def identify(source: str | os.PathLike) -> str:
-    """One of FORMATS; a CheckpointError naming the file when it is none of them."""
+    """One of FORMATS, decided by the file's content; a CheckpointError naming the file when it is none of them
+    (or cannot be read)."""
     path = resolve(source)
+    try:
+        return _identify(path)
+    except OSError as exc:  # stat or open refused (permission denied), or the disk failed
+        raise unreadable(path, exc, "folder" if _is_dir(path) else "file") from None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _identify(path: Path) -> str:
     if path.is_dir():
         from .diffusers_format import is_diffusers_folder
 
@@ -56,7 +55,7 @@ def identify(source: str | os.PathLike) -> str:
     size = path.stat().st_size
     if size == 0:
         raise fail(path, "file is empty (0 bytes)")
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         head = handle.read(16)
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
@@ -65,12 +64,50 @@ def identify(source: str | os.PathLike) -> str:
         return _identify_safetensors(path)
     if head.startswith(b"PK"):
         return _identify_zip(path)
-    if path.suffix == ".safetensors":
-        return _identify_safetensors(path)  # too short to tell by content: its header reader says what is wrong
-    if head[:1] == b"\x80":  # a pickle (torch.save's legacy format starts with one); read weights-only later
+    named_safetensors = path.suffix == ".safetensors"
+    # A pickle (torch.save's legacy format starts with one) is read weights-only later, whatever its name. A
+    # .safetensors file under 9 bytes cannot show a header, so its header reader names it (truncated) instead.
+    if _looks_like_pickle(head) and not (named_safetensors and size < 9):
         return "state_dict"
+    if named_safetensors:
+        return _identify_safetensors(path)  # too short or damaged to tell by content: its header reader names it
     raise fail(path, "is not a checkpoint the studio can read: not a safetensors file, a PyTorch or TorchScript "
                      f"archive, or a pickle (it starts with bytes {head[:8].hex(' ')})")
+
+
+_CONTENT_WORDS = {"safetensors": "a safetensors file", "pickle": "a PyTorch pickle", "pytorch": "a PyTorch archive",
+                  "torchscript": "a TorchScript archive", "zip": "a zip archive"}
+
+
+def content_note(path: str | os.PathLike, kind: str) -> str:
+    """Words for a file whose name says another format than its content: "a TorchScript archive named
+    .safetensors", "a safetensors file named .pt"; "" when the name fits. ``kind``: safetensors, pickle,
+    pytorch (torch.save's zip archive), torchscript or zip. Messages put it first: f"{note}: {problem}"."""
+    suffix = Path(path).suffix
+    if kind == "safetensors":
+        mismatched = bool(suffix) and suffix != ".safetensors"
+    else:
+        mismatched = suffix == ".safetensors"
+    return f"{_CONTENT_WORDS.get(kind, 'a ' + kind + ' file')} named {suffix}" if mismatched else ""
+
+
+def content_kind(path: str | os.PathLike) -> str | None:
+    """What the file's first bytes say it is: "safetensors", "zip" or "pickle"; None for anything else."""
+    with open_binary(path) as handle:
+        try:
+            head = handle.read(16)
+        except OSError as exc:
+            raise unreadable(path, exc) from None
+    if _looks_like_safetensors(head):
+        return "safetensors"
+    if head.startswith(b"PK"):
+        return "zip"
+    return "pickle" if _looks_like_pickle(head) else None
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    """A pickle of protocol 2 to 5 (torch.save writes 2) starts with PROTO and its number."""
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _suffix_note(path: Path) -> str:
@@ -94,10 +131,12 @@ def _identify_zip(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError):
-        raise fail(path, "truncated or corrupted archive (the zip directory cannot be read)") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        note = content_note(path, "zip")
+        raise fail(path, f"{note + ': ' if note else ''}truncated or corrupted archive (the zip directory cannot "
+                         "be read)") from None
     if is_torchscript_zip(names):
         return "torchscript"
     if any(n.endswith("data.pkl") for n in names):
         return "state_dict"
-    raise fail(path, "is a zip archive but not a PyTorch one (no data.pkl inside)")
+    raise fail(path, "is a zip archive but not a PyTorch one (no data.pkl inside)" + _suffix_note(path))

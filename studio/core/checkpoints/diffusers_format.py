@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
+from ..limits import MAX_CLASSES, MAX_VALUES_PER_SAMPLE, count_text
 from ..models.card import ModelCard
+from .build_guard import checked_build
 from .card_json import card_from_json
 from .common import (complete_card, fail, fit_weights, load_pickled_weights, one_line, read_json_object,
                      state_summary, tensor_dict)
@@ -54,12 +56,14 @@ def layout(path: str | os.PathLike) -> Layout:
             raise fail(root / "model_index.json", "names no unet component; the studio opens pipelines "
                                                   f"built on a {UNET_CLASS}")
         if entry[1] != UNET_CLASS:
-            raise fail(root / "model_index.json", f"names unet class {entry[1]!r}, which the studio cannot open "
+            raise fail(root / "model_index.json", f"names unet class {entry[1]!r:.80}, which the studio cannot open "
                                                   f"(it opens diffusers' {UNET_CLASS})")
         if not (root / "unet" / "config.json").is_file():
             raise fail(root, "pipeline folder without unet/config.json")
         scheduler = root / "scheduler" / "scheduler_config.json"
-        return Layout(root, root / "unet", scheduler if scheduler.is_file() else None, str(index.get("_class_name")))
+        pipeline = index.get("_class_name")
+        return Layout(root, root / "unet", scheduler if scheduler.is_file() else None,
+                      pipeline[:200] if isinstance(pipeline, str) else None)
     if (root / "config.json").is_file():
         beside = root / "scheduler_config.json"
         sibling = root.parent / "scheduler" / "scheduler_config.json"  # a pipeline's unet/ opened on its own
@@ -97,7 +101,7 @@ def _schedule(layout_: Layout, learned: bool) -> tuple[dict, list[str]]:
     where = layout_.scheduler_config or layout_.root
     if source.get("rescale_betas_zero_snr"):
         raise fail(where, "rescale_betas_zero_snr is set; the studio does not support zero-terminal-SNR schedules")
-    if "variance_type" in fields:
+    if isinstance(fields.get("variance_type"), str):  # any other type: the card check below names it
         fields["variance_type"] = _VARIANCE_ALIASES.get(fields["variance_type"], fields["variance_type"])
     if learned and fields.get("variance_type", "learned_range") not in ("learned", "learned_range"):
         raise fail(where, f"variance_type is {fields['variance_type']!r} but the UNet outputs twice its input "
@@ -132,6 +136,10 @@ def _unet_config(layout_: Layout) -> dict:
     return config
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_card(path: str | os.PathLike) -> ModelCard:
     card, _, _ = _card_and_config(path)
     return card
@@ -143,17 +151,24 @@ def _card_and_config(path) -> tuple[ModelCard, dict, Layout]:
     config_path = lay.unet_dir / "config.json"
     in_ch, out_ch = config.get("in_channels", 3), config.get("out_channels", 3)
     size = config.get("sample_size")
-    side = [size, size] if isinstance(size, int) else size
-    if not (isinstance(side, list) and len(side) == 2 and all(isinstance(s, int) and s > 0 for s in side)):
-        raise fail(config_path, f"sample_size must be an image side or [height, width], got {size!r}")
-    if not isinstance(in_ch, int) or in_ch < 1 or out_ch not in (in_ch, 2 * in_ch):
-        raise fail(config_path, f"out_channels ({out_ch}) must equal in_channels ({in_ch}), or twice it for a "
-                                "learned variance")
+    side = [size, size] if _is_int(size) else size
+    if not (isinstance(side, list) and len(side) == 2 and all(_is_int(s) and s > 0 for s in side)):
+        raise fail(config_path, f"sample_size must be an image side or [height, width], got {size!r:.80}")
+    if not _is_int(in_ch) or in_ch < 1 or not _is_int(out_ch) or out_ch not in (in_ch, 2 * in_ch):
+        raise fail(config_path, f"out_channels ({out_ch!r:.40}) must equal in_channels ({in_ch!r:.40}), or twice it "
+                                "for a learned variance")
+    values = in_ch * side[0] * side[1]
+    if values > MAX_VALUES_PER_SAMPLE:
+        raise fail(config_path, f"in_channels {in_ch} x sample_size {side[0]} x {side[1]} is {count_text(values)} "
+                                f"values per sample; the studio samples at most {MAX_VALUES_PER_SAMPLE:,}")
     if config.get("class_embed_type") is not None:
-        raise fail(config_path, f"class_embed_type {config['class_embed_type']!r} is not supported; the studio "
+        raise fail(config_path, f"class_embed_type {config['class_embed_type']!r:.80} is not supported; the studio "
                                 "opens class-conditional UNets with an embedding table (num_class_embeds)")
-    schedule, assumed = _schedule(lay, learned=out_ch == 2 * in_ch)
     num_classes = config.get("num_class_embeds") or 0
+    if not _is_int(num_classes) or not 0 <= num_classes <= MAX_CLASSES:
+        raise fail(config_path, f"num_class_embeds must be a number of classes from 0 to {MAX_CLASSES:,}, "
+                                f"got {num_classes!r:.40}")
+    schedule, assumed = _schedule(lay, learned=out_ch == 2 * in_ch)
     in_pipeline = lay.root.name == "unet" and (lay.root.parent / "model_index.json").is_file()
     data = {
         "name": repo_name(lay.root.parent if in_pipeline else lay.root),
@@ -222,13 +237,20 @@ def load(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelCard]:
     except ImportError:
         raise fail(path, f"opening a diffusers folder needs the diffusers package: {INSTALL_HINT}") from None
     config_path = lay.unet_dir / "config.json"
-    try:
-        unet = UNet2DModel.from_config(config)
-    except Exception as exc:  # diffusers raises ValueError, TypeError or KeyError for a config it cannot build
-        raise fail(config_path, f"does not describe a valid {UNET_CLASS}: {one_line(exc)}") from None
     weights = weights_file(lay.unet_dir)
     state = _load_state(weights)
-    if hasattr(unet, "_fix_state_dict_keys_on_load"):  # old checkpoints name attention weights query/key/value
-        unet._fix_state_dict_keys_on_load(state)
-    fit_weights(unet, state, weights, f"the {UNET_CLASS} in config.json")
+    what = f"the {UNET_CLASS} in config.json"
+
+    def build():
+        try:
+            return UNet2DModel.from_config(config)
+        except Exception as exc:  # diffusers raises ValueError, TypeError or KeyError for a config it cannot build
+            raise fail(config_path, f"does not describe a valid {UNET_CLASS}: {one_line(exc)}") from None
+
+    def fix_keys(unet) -> None:
+        if hasattr(unet, "_fix_state_dict_keys_on_load"):  # old checkpoints name attention weights query/key/value
+            unet._fix_state_dict_keys_on_load(state)
+
+    unet = checked_build(build, card, state, weights, what, forward=DiffusersUNetNetwork, inspect=fix_keys)
+    fit_weights(unet, state, weights, what)
     return DiffusersUNetNetwork(unet).eval(), card

@@ -20,9 +20,10 @@ class ModelHolder:
     def card(self):
         return None if self.denoiser is None else self.denoiser.card
 
-    def open(self, source: str | os.PathLike, device=None, dtype=None) -> NetworkDenoiser:
-        """Open ``source`` (moved to ``device``/``dtype`` if given); on any error the current model stays."""
-        loaded = self._opener(source)
+    def open(self, source: str | os.PathLike, device=None, dtype=None, trust_code: bool | str = False) -> NetworkDenoiser:
+        """Open ``source`` (moved to ``device``/``dtype`` if given); on any error the current model stays.
+        ``trust_code``: see ``open_checkpoint`` (passed on only when given, so any opener works)."""
+        loaded = self._opener(source, trust_code=trust_code) if trust_code else self._opener(source)
         if device is not None:
             loaded = loaded.to(device, **({} if dtype is None else {"dtype": dtype}))
         self.denoiser = loaded  # only reached once everything above succeeded

@@ -1,5 +1,6 @@
 """A plain PyTorch state dict (.pt/.pth/.ckpt/.bin, or a .safetensors without studio metadata) of one of the
-studio's own architectures, with its model card beside it as JSON: ``model.pt`` + ``model.json``.
+studio's own architectures, with its model card beside it as JSON: ``model.pt`` + ``model.json``. What the
+file holds is told by its content, not its name (a pickle named .safetensors is read as the pickle it is).
 
 The weights are read with torch's weights-only unpickler (or safetensors); the card must name the
 architecture (``{"name": ..., "config": {...}}``) since nothing in a state dict says how to rebuild it.
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
 from ..models.card import ModelCard
 from .architecture import network_from_card
 from .card_json import card_from_json
 from .common import complete_card, fail, load_pickled_weights, read_json_object, state_summary, tensor_dict
+from .detect import content_kind, content_note
 
 SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
@@ -25,7 +28,27 @@ def card_path(path: str | os.PathLike) -> Path:
 
 
 def _is_safetensors(path) -> bool:
-    return Path(path).suffix == ".safetensors"
+    """By content, not by name: a pickle named .safetensors is read as the pickle it is (weights-only), and a
+    safetensors file named .pt as safetensors. A .safetensors file too damaged to tell goes to the header
+    reader, which says what is wrong."""
+    kind = content_kind(path)
+    return kind == "safetensors" or (kind is None and Path(path).suffix == ".safetensors")
+
+
+def _content(path) -> str:
+    """The content kind, in detect.content_note's words, of a state dict file."""
+    if _is_safetensors(path):
+        return "safetensors"
+    return "pytorch" if content_kind(path) == "zip" else "pickle"
+
+
+def _noted(path, error: CheckpointError) -> CheckpointError:
+    """``error`` with the note that the file's name says another format than its content, where it does."""
+    note = content_note(path, _content(path))
+    prefix, text = f"{path}: ", str(error)
+    if not note or not text.startswith(prefix) or note in text:
+        return error
+    return fail(path, f"{note}: {text[len(prefix):]}")
 
 
 def _read_card_json(path) -> ModelCard:
@@ -33,8 +56,8 @@ def _read_card_json(path) -> ModelCard:
     if not beside.is_file():
         what = ("safetensors file without a studio model card: none in its metadata, and none beside it"
                 if _is_safetensors(path) else "a state dict needs its model card beside it")
-        raise fail(path, f"{what} as {beside.name} (JSON with name, data_kind, data_shape, architecture "
-                         "and the schedule)")
+        raise _noted(path, fail(path, f"{what} as {beside.name} (JSON with name, data_kind, data_shape, "
+                                      "architecture and the schedule)"))
     return card_from_json(read_json_object(beside, "model card"), beside, require_architecture=True)
 
 
@@ -44,7 +67,10 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
         read_safetensors_header(path)  # names truncation before safetensors does
         return load_tensors(path)
-    return tensor_dict(load_pickled_weights(path), path)
+    try:
+        return tensor_dict(load_pickled_weights(path), path)
+    except CheckpointError as error:
+        raise _noted(path, error) from None
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import atomic_path
+from ..atomic import PROBE_PREFIX, atomic_path, remove_stale_temporaries
 from ..errors import StudioError
 
 
@@ -33,13 +33,17 @@ def _reason(exc: OSError) -> str:
 
 
 def ensure_folder(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` (and its parents) and prove a file can be written in it; ExportError otherwise."""
+    """Create ``folder`` (and its parents) and prove a file can be written in it; ExportError otherwise.
+
+    Every run into a folder starts here, so here too the temp files a killed run left in it are removed
+    (``studio.core.atomic.remove_stale_temporaries``: only the studio's own, never a file it did not make)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"cannot write into {folder}: it is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".studio-probe.", dir=folder)
+        remove_stale_temporaries(folder)
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

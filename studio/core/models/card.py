@@ -8,11 +8,22 @@ The schema is documented in README.md ("Model card").
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import SettingsError
+from ..limits import MAX_CLASSES, MAX_VALUES_PER_SAMPLE, count_text
 from ..prediction import check_variance_type, normalise_prediction_type
 from ..schedules import NoiseSchedule, ScheduleConfig
+
+
+def _real(value) -> float:
+    """A number as a float; a bool, a string or anything else is a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(value)
+    return float(value)
+
 
 DATA_KINDS = ("image", "vector")
 ROLES = ("denoiser", "classifier")
@@ -47,6 +58,7 @@ class ModelCard:
     sha256: str = ""
     path: str = ""
     assumed: tuple[str, ...] = ()                  # fields not read from the file but taken as defaults
+    code_check: str = ""                           # a file holding code: the verdict of its check (measured)
     description: str = ""
     card_version: int = CARD_VERSION
 
@@ -66,12 +78,29 @@ class ModelCard:
             raise SettingsError(
                 f"model card: data_shape of {self.data_kind!r} data has {want} entries, got {list(shape)}"
             )
+        values = math.prod(shape)
+        if values > MAX_VALUES_PER_SAMPLE:
+            raise SettingsError(
+                f"model card: data_shape {' x '.join(map(str, shape))} is {count_text(values)} values per sample; "
+                f"the studio samples at most {MAX_VALUES_PER_SAMPLE:,} (2**{MAX_VALUES_PER_SAMPLE.bit_length() - 1}, "
+                "a 4096 x 4096 image of 4 channels)"
+            )
         set_("data_shape", shape)
-        lo, hi = tuple(float(v) for v in self.value_range)
+        try:
+            lo, hi = (_real(v) for v in self.value_range)
+        except (TypeError, ValueError):
+            raise SettingsError("model card: value_range must be two numbers [low, high], "
+                                f"got {self.value_range!r:.80}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(hi - lo)):
+            raise SettingsError(f"model card: value_range must be finite, got {[lo, hi]}")
         if not lo < hi:
             raise SettingsError(f"model card: value_range must be [low, high] with low < high, got {list(self.value_range)}")
         set_("value_range", (lo, hi))
-        set_("class_names", tuple(str(c) for c in self.class_names))
+        names = tuple(self.class_names)
+        if len(names) > MAX_CLASSES:
+            raise SettingsError(f"model card: {len(names):,} class_names; the studio reads at most {MAX_CLASSES:,} "
+                                "classes")
+        set_("class_names", tuple(str(c) for c in names))
         if self.null_class is not None:
             if not isinstance(self.null_class, int) or self.null_class < 0:
                 raise SettingsError(f"model card: null_class must be a label index >= 0 or null, got {self.null_class!r}")
@@ -79,10 +108,16 @@ class ModelCard:
                 raise SettingsError("model card: null_class is set but the model has no class_names")
         set_("prediction_type", normalise_prediction_type(self.prediction_type))
         check_variance_type(self.variance_type)
-        if self.trained_betas is not None:
-            set_("trained_betas", tuple(float(b) for b in self.trained_betas))
+        try:
+            clip_range = _real(self.clip_sample_range)
+        except (TypeError, ValueError):
+            raise SettingsError("model card: clip_sample_range must be a number, "
+                                f"got {self.clip_sample_range!r:.80}") from None
+        if not (math.isfinite(clip_range) and clip_range > 0):
+            raise SettingsError(f"model card: clip_sample_range must be a finite number > 0, got {clip_range!r}")
+        set_("clip_sample_range", clip_range)
+        set_("trained_betas", self.schedule_config().trained_betas)  # validates T, betas and the recipe, once
         set_("assumed", tuple(self.assumed))
-        self.schedule_config()  # validates T, betas and the recipe
 
     # --- derived -------------------------------------------------------------------------------------------------
     @property

@@ -68,6 +68,8 @@ class ClassEmbedding(nn.Module):
         On the CPU that costs two small reductions and is done at every call. On a GPU reading min and max waits
         for the device: there a tensor checked before, unchanged since, is not read again (a run passes the same
         labels tensor at every step, so it waits once per run)."""
+        if class_labels.device.type == "meta":
+            return   # a size estimate before the real build: there are no values to check
         if class_labels.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return   # a CUDA graph being recorded cannot read values; the graph's caller checks (the engine's)
         version = None
