@@ -3,8 +3,6 @@ regression fails with an error instead of eating the machine), and the checks ev
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -17,15 +15,9 @@ ADDRESS_LIMIT = 3 * 2**30   # bytes of address space a child gets: torch's impor
 
 def run_studio(*argv) -> tuple[int, str, str]:
     """``studio ARGV...`` in this process: (exit code, stdout, stderr)."""
-    from studio.cli import main
+    from cli_running import run_studio as run   # tests/core's runner (tests/hostile/conftest.py puts it on the path)
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([*map(str, argv)])
-        except SystemExit as exit_:   # argparse's own refusals leave through SystemExit (code 2)
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
+    return run(*argv)
 
 
 def _limit_address_space():

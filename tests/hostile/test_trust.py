@@ -17,21 +17,12 @@ import torch
 
 import payload_archives as payloads
 from cli_running import run_studio
+from hostile_cli import one_error_line as one_error
 from studio.core.recipe import read_recipe, write_png
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 ORIGINAL = b"the user's own file\n"
-
-
-def one_error(code: int, err: str, *needles: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
