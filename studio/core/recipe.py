@@ -54,6 +54,24 @@ def recipe_checkpoint(recipe: dict) -> str | None:
     return None if checkpoint is None else as_recorded_bundled(checkpoint)
 
 
+def recipe_extras(card, checkpoint: str | None, model_batch: int, classifier=None,
+                  classifier_source: str | None = None) -> dict:
+    """What a recipe needs beyond the engine's ``Run.record()``, as the window and ``studio sample`` both add
+    it: where the checkpoint was opened from (recorded as ``recorded_source`` names it), the rows per model
+    call (a sample's bits depend on them), the data's kind, shape and range, and the guidance classifier."""
+    extras = {"model_batch": int(model_batch),
+              "data": {"kind": card.data_kind, "shape": list(card.data_shape),
+                       "value_range": list(card.value_range)}}
+    if checkpoint is not None:
+        extras["checkpoint"] = recorded_source(checkpoint)
+    if classifier_source is not None:
+        classifier_card = getattr(classifier, "card", None)
+        extras["classifier"] = {"checkpoint": recorded_source(classifier_source),
+                                "name": getattr(classifier_card, "name", None),
+                                "sha256": getattr(classifier_card, "sha256", None)}
+    return extras
+
+
 class RecipeError(SettingsError):
     """A file carries no studio recipe, or a damaged one; the message names the file."""
 
