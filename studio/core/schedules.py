@@ -19,13 +19,13 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from .choices import SPACINGS
 from .errors import SettingsError
 from .limits import MAX_TRAIN_TIMESTEPS
 
 # diffusers' names; "cosine" is accepted as the plain-words alias of Nichol & Dhariwal's schedule.
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 _SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
-SPACINGS = ("leading", "linspace", "trailing", "quad")
 COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
 # Below this, sqrt(alpha_bar) is ~1e-15 and x0 = x_t / sqrt(alpha_bar) leaves float32's useful range.
@@ -212,9 +212,8 @@ class NoiseSchedule:
 
     @cached_property
     def sqrt_pairs(self) -> list[tuple[float, float]]:
-        """sqrt_terms of every t >= 0, indexed by t, as Python floats (exactly the float32 values): a list lookup at
-        every step, not numpy indexing and conversion (a model call leaves numpy's code cold: that costs tens of
-        µs)."""
+        """sqrt_terms of every t >= 0, indexed by t, as Python floats (exactly the float32 values), so a step
+        looks them up in a list rather than converting numpy scalars."""
         return list(zip(self.sqrt_alpha_bar32.tolist(), self.sqrt_one_minus_alpha_bar32.tolist()))
 
     def respaced_betas(self, timesteps) -> np.ndarray:
@@ -224,8 +223,9 @@ class NoiseSchedule:
         return 1.0 - alpha_bar / np.append(1.0, alpha_bar[:-1])
 
     @cached_property
-    def sigma_min_max(self) -> tuple[float, float]:
-        return float(self.sigma[0]), float(self.sigma[-1])
+    def fingerprint(self) -> bytes:
+        """``alpha_bar32``'s bytes: what every float32 coefficient derives from, so a key for tables of them."""
+        return self.alpha_bar32.tobytes()
 
 
 def select_timesteps(

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-from .acceleration import check_network_mode
+from .checks import require_choice, require_int, require_number
+from .choices import DEVICES, DTYPES, GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES, NOISE_DEVICES
 from .errors import SettingsError
 from .noise import check_seeds, sample_seeds
 from .samplers import DDIMSettings, SamplerSettings, settings_from_dict
 
-GUIDANCE_KINDS = ("none", "classifier_free", "classifier")
-_GUIDANCE_ALIASES = {"cfg": "classifier_free"}
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("float32", "float16", "bfloat16")
-NOISE_DEVICES = ("cpu", "device")
 CLASS_CYCLE = "cycle"
 
 
@@ -26,13 +22,8 @@ class GuidanceSettings:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        kind = _GUIDANCE_ALIASES.get(self.kind, self.kind)
-        if kind not in GUIDANCE_KINDS:
-            raise SettingsError(f"guidance must be one of {', '.join(GUIDANCE_KINDS)}, got {self.kind!r}")
-        object.__setattr__(self, "kind", kind)
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0.0 <= self.scale <= 100.0:
-            raise SettingsError(f"guidance scale must be a number in [0, 100], got {self.scale!r}")
-        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "kind", require_choice("guidance", self.kind, GUIDANCE_KINDS, GUIDANCE_ALIASES))
+        object.__setattr__(self, "scale", require_number("guidance scale", self.scale, 0.0, 100.0))
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "scale": self.scale}
@@ -48,9 +39,8 @@ class RunSettings:
     device-dependent). ``model_batch``: 0 calls the model on the batch as it is (fastest); M > 0 calls it on
     exactly M rows at a time (padding or splitting, see ``studio.core.models.fixed_batch``), so every sample's
     bits are the same in any batch, alone, or in another process. ``network``: the network's speed mode, one of
-    ``NETWORK_MODES`` (plain, channels_last, compiled, compiled_channels_last, cuda_graph; see
-    ``studio.core.acceleration``):
-    the faster ones change outputs in their last bits (kept only within 1e-4) and compiling takes a warm-up.
+    ``studio.core.choices.NETWORK_MODES`` (see ``studio.core.acceleration``): the faster ones change outputs in
+    their last bits (kept only within ``ACCELERATION_TOLERANCE`` of plain) and compiling takes a warm-up.
     """
 
     sampler: SamplerSettings = field(default_factory=DDIMSettings)
@@ -75,13 +65,10 @@ class RunSettings:
             raise SettingsError(f"class_label must be >= 0, got {label}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise SettingsError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise SettingsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if isinstance(self.model_batch, bool) or not isinstance(self.model_batch, int) or self.model_batch < 0:
-            raise SettingsError(f"model_batch must be an integer >= 0 (0: the batch as it is), got {self.model_batch!r}")
-        if self.noise_device not in NOISE_DEVICES:
-            raise SettingsError(f"noise_device must be one of {', '.join(NOISE_DEVICES)}, got {self.noise_device!r}")
-        check_network_mode(self.network)
+        require_choice("dtype", self.dtype, DTYPES)
+        require_int("model_batch", self.model_batch, 0, hint=" (0: the batch as it is)")
+        require_choice("noise_device", self.noise_device, NOISE_DEVICES)
+        require_choice("network mode", self.network, NETWORK_MODES)
 
     @property
     def seeds(self) -> list[int]:

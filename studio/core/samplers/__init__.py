@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from ..checks import require_choice
+from ..choices import SAMPLER_NAMES
 from ..errors import SettingsError
 from .base import Predict, SamplerSettings, Step
 from .ddim import DDIMSettings, ddim_invert, ddim_sample
 from .ddpm import DDPMSettings, ddpm_sample
 
-SAMPLERS: dict[str, type[SamplerSettings]] = {"ddpm": DDPMSettings, "ddim": DDIMSettings}
+SAMPLERS: dict[str, type[SamplerSettings]] = {cls.name: cls for cls in (DDIMSettings, DDPMSettings)}
+if tuple(SAMPLERS) != SAMPLER_NAMES:   # the names live in choices so that --help needs no torch
+    raise ImportError(f"studio.core.choices.SAMPLER_NAMES {SAMPLER_NAMES} must name the samplers {tuple(SAMPLERS)}")
 
 
 def sampler_settings(name: str, **values) -> SamplerSettings:
     """Settings of the sampler called ``name`` (ddpm or ddim)."""
-    if name not in SAMPLERS:
-        raise SettingsError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+    require_choice("sampler", name, SAMPLER_NAMES)
     return SAMPLERS[name].from_fields(values)
 
 

@@ -12,10 +12,12 @@ from typing import Callable, ClassVar
 import numpy as np
 import torch
 
+from ..checks import require_choice, require_int
+from ..choices import SPACINGS
 from ..errors import SettingsError
 from ..models.card import ModelCard
 from ..prediction import Prediction, X0Clip
-from ..schedules import SPACINGS, select_timesteps
+from ..schedules import select_timesteps
 
 # (x_t, t) -> Prediction; guidance and class labels are already folded in.
 Predict = Callable[[torch.Tensor, int], Prediction]
@@ -27,7 +29,9 @@ class Step:
 
     ``x_t`` is the sample after this step, i.e. at timestep ``t_prev`` (``t_prev == -1``: the final sample).
     ``x0_pred`` is the x0 the step used (after clipping, if any); ``eps_pred`` the model's noise prediction
-    (after guidance). ``noise_std`` is the standard deviation of the fresh noise this step added (0: none).
+    (after guidance). ``noise_std`` is the standard deviation of the fresh noise this step added (0: none): a
+    float, or for a learned variance the mean of its per-pixel std as a 0-dim tensor on the run's device, which
+    ``float()`` reads (waiting for the device, so only where the value is shown).
     """
 
     index: int
@@ -37,7 +41,7 @@ class Step:
     x_t: torch.Tensor
     x0_pred: torch.Tensor
     eps_pred: torch.Tensor
-    noise_std: float = 0.0
+    noise_std: float | torch.Tensor = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,9 @@ class SamplerSettings:
             if not self.timesteps:
                 raise SettingsError("timesteps must not be empty")
             object.__setattr__(self, "steps", len(self.timesteps))
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise SettingsError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if self.spacing not in SPACINGS:
-            raise SettingsError(f"spacing must be one of {', '.join(SPACINGS)}, got {self.spacing!r}")
-        if isinstance(self.steps_offset, bool) or not isinstance(self.steps_offset, int) or self.steps_offset < 0:
-            raise SettingsError(f"steps_offset must be an integer >= 0, got {self.steps_offset!r}")
+        require_int("steps", self.steps, 1)
+        require_choice("spacing", self.spacing, SPACINGS)
+        require_int("steps_offset", self.steps_offset, 0)
         if self.clip_sample is not None and not isinstance(self.clip_sample, bool):
             raise SettingsError(f"clip_sample must be true, false or null, got {self.clip_sample!r}")
         if self.clip_sample_range is not None and not (
@@ -133,7 +134,3 @@ class SamplerSettings:
             )
         return cls(**{k: v for k, v in data.items() if k in known})
 
-
-def final_alpha_bar(schedule_alpha_bar: np.ndarray, set_alpha_to_one: bool) -> float:
-    """alpha_bar after the last step: 1 (clean data) or, as Stable Diffusion configs do, alpha_bar_0."""
-    return 1.0 if set_alpha_to_one else float(schedule_alpha_bar[0])
