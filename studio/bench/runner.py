@@ -36,8 +36,8 @@ def parse_sections(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     sections = "; ".join(f"{k} {v}" for k, v in SECTION_TITLES.items())
     parser = argparse.ArgumentParser(prog="python -m studio.bench", description=(
-        "Measure the studio against the network's own speed, side by side, and print a table of ratios with the "
-        f"goals of issue #7. Sections: {sections}."))
+        "Measure the studio against the network's own speed, side by side, and print a table of ratios with their "
+        f"goals. Sections: {sections}."))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: seconds, for tests")
     parser.add_argument("--json", metavar="PATH", help="also write the table as JSON to PATH")
     parser.add_argument("--sections", type=parse_sections, default=sorted(SECTION_MODULES), metavar="1,2,...",

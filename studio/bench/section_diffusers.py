@@ -1,9 +1,9 @@
 """Section 2: the engine against diffusers' DDIMPipeline and DDPMPipeline on the same UNet2DModel, steps, seed,
 batch and device; the outputs must agree within 1e-4 (asserted), and the engine should take at most 0.8 of
 the pipeline's time. The engine runs the network plain (equal to diffusers bit for bit), channels-last, unless
-``--no-compile`` compiled (torch.compile) in channels-last, and on a GPU from a CUDA graph; each faster network is
-its own copy of the UNet, so the pipelines' stays plain. The compile's set-up is reported apart: cold (an empty compile cache, as a
-first launch) and with the cache the cold one left (as a later launch).
+``--no-compile`` compiled (torch.compile) in channels-last, and on a GPU from a CUDA graph; each faster network
+is its own copy of the UNet, so the pipelines' stays plain. The compile's set-up is reported apart: cold (an
+empty compile cache, as a first launch) and with the cache the cold one left (as a later launch).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .workspace import Workspace
 GOAL = 0.8
 TOLERANCE = 1e-4
 SEED = 0
-COMPILED_MODE = "compiled_channels_last"   # the faster of the two compiled modes on a CPU (measured)
+COMPILED_MODE = "compiled_channels_last"   # the faster of the two compiled modes on a CPU
 
 
 class OutputsDiffer(AssertionError):

@@ -9,8 +9,8 @@ the same network on the same shapes (x_T at the run's timesteps, the run's label
 own model call and everything the studio adds to it. Whole runs, interleaved, are reported beside it (what a
 user would time), and so is ``1 + cost / forward``, from the studio's own cost per step measured with a network
 that costs nothing. That last one flatters the studio: beside a network that does nothing, its per-step code runs
-with warm caches, while after a real forward the same small tensor ops take several times as long (measured:
-four times, 60 against 15 µs, on the digits UNet), so the lockstep ratio is the one to believe. On a GPU a step
+with warm caches, while after a real forward the same small tensor ops take several times as long, so the
+lockstep ratio is the one to believe. On a GPU a step
 is asynchronous: there the whole runs are the measure.
 """
 

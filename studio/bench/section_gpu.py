@@ -31,7 +31,7 @@ def rows(ws: Workspace, section: int = 7) -> list[Row]:
     out = section_engine.rows(gpu, section) + section_diffusers.rows(gpu, section)
     out += _preview_rows(gpu, section)
     out += _half_precision_rows(gpu, section)
-    out += _cuda_graph_rows(gpu, section)
+    out += cuda_graph_rows(gpu, section)
     return out
 
 
@@ -90,7 +90,7 @@ def _half_precision_rows(ws: Workspace, section: int) -> list[Row]:
                 detail=describe(seconds, "float16", "float32"))]
 
 
-def _cuda_graph_rows(ws: Workspace, section: int) -> list[Row]:
+def cuda_graph_rows(ws: Workspace, section: int) -> list[Row]:
     """The digits UNet (a few hundred small kernels per forward: launch-bound on a GPU) from a CUDA graph.
     ``ws.device`` is "cuda" here; tests run it on the CPU with a stand-in capture."""
     device = ws.device

@@ -1,5 +1,5 @@
 """Section 4: what the trajectory store keeps per frame against the raw uint8 pictures, its budget and fallback,
-the peak memory of the issue's 1000-step DDPM run (batch 16, digits) in a fresh process, and growth over
+the peak memory of a long DDPM run (1000 steps, batch 16, digits) in a fresh process, and growth over
 repeated runs."""
 
 from __future__ import annotations

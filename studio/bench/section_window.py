@@ -7,11 +7,11 @@ Every run happens in a process of its own kind, kept open and asked for one run 
 on torch's own threads); a window process also runs the engine alone in a thread, with no window, which
 separates what the window costs from what its process and thread do. Each window run is compared with the
 headless runs just before and after it (``timing.bracketed``: the VM's speed drifts from second to second), and
-the runs rotate over several processes of each kind (``Sizes.window_processes``, ``Sizes.headless_processes``), since the same run is a few per cent
-faster or slower from one process to the next for as long as the process lives.
+the runs rotate over several processes of each kind (``Sizes.window_processes``, ``Sizes.headless_processes``),
+since each process keeps its own speed for as long as it lives.
 
-The stall probe's 5 ms timer costs the GUI thread about as much again as the window itself, so the timed runs
-go without it and the stalls are measured in runs of their own. On the CPU the window's worker leaves
+The stall probe's timer adds to the GUI thread's work about as much as the window does, so the timed runs go
+without it and the stalls are measured in runs of their own. On the CPU the window's worker leaves
 ``GUI_CORES`` cores to the GUI thread (``studio.gui.cpu_threads``); the same rounds also run the window leaving
 one core more, so the table shows what that choice costs or saves on the machine at hand."""
 
@@ -81,8 +81,8 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
     sizes = ws.sizes
     children: list[ChildProcess] = []
     try:
-        # one at a time: processes that warmed up side by side ran the window's GUI thread at twice the CPU
-        # time per run afterwards (5-6% of a run against 3%; not understood), which would measure the start-up
+        # one at a time: processes warmed up side by side keep a busier GUI thread afterwards, and the table
+        # would then measure how they started rather than the window
         windows, headless = [], []
         for _ in range(sizes.window_processes):
             windows.append(WindowChild(sizes.window_steps, sizes.digits_batch))

@@ -1,4 +1,4 @@
-"""How big each measurement is: the default (a few minutes on 2 cores) and ``--quick`` (seconds, for tests)."""
+"""How big each measurement is: the default (the full bench) and ``--quick`` (tiny sizes, for tests)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class Sizes:
     window_processes: int = 3         # ... rotating over this many window processes
     headless_processes: int = 3       # ... and this many headless ones (each process has its own speed)
     scrub_samples: int = 60
-    memory_steps: int = 1000          # the issue's 1000-step DDPM run, batch 16 (its frames feed the GIF)
+    memory_steps: int = 1000          # a long DDPM run, batch 16: peak memory (its frames feed the GIF)
     memory_batch: int = 16
     repeated_runs: int = 4
     startup_repeats: int = 3

@@ -15,7 +15,7 @@ Each variant runs in lockstep with the bare model call, as section 1 does (varia
     engine                the engine's Run
 
 What is left between the last inline variant and the engine is the engine's own structure (the sampler's
-generator, the run's iterator). A diagnostic for the README's reading of section 1, not part of the table.
+generator, the run's iterator). A diagnostic for docs/performance.md's reading of section 1, not part of the table.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def inline_steps(denoiser, settings: RunSettings, bare: BareCalls, per_step_mode
     """The engine's DDPM step for an epsilon model with a clip and fixed_small variance, written out inline."""
     run = Run(denoiser, settings)   # the same noise, labels and timesteps as the engine's
     schedule = denoiser.schedule
-    c = ddpm_coefficients(schedule, run.timesteps)
-    coef_x0, coef_xt, std = c["coef_x0"], c["coef_xt"], c["std_fixed_small"]
+    coef = ddpm_coefficients(schedule, run.timesteps)
+    coef_x0, coef_xt, std = coef.posterior_mean_x0, coef.posterior_mean_xt, coef.std_fixed_small
     ts = [int(t) for t in run.timesteps]
     num_steps = len(ts)
     clamp = functools.partial(torch.clamp, min=-1.0, max=1.0)
@@ -65,7 +65,7 @@ def inline_steps(denoiser, settings: RunSettings, bare: BareCalls, per_step_mode
                 eps, x0 = pred.eps, clamp(pred.x0)
             else:
                 eps = network(x, t_batches[index], labels)
-                sqrt_ab, sqrt_1m_ab = schedule.sqrt_pairs[t]
+                sqrt_ab, sqrt_1m_ab = schedule.sqrt_terms(t)
                 x0 = clamp((x - sqrt_1m_ab * eps) / sqrt_ab)
             x_next = coef_x0[index] * x0 + coef_xt[index] * x
             if index < num_steps - 1:

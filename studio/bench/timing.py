@@ -54,8 +54,7 @@ def bracketed(baseline: Callable[[], float], candidates: dict[str, Callable[[], 
               rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Runs that time themselves, the baseline between every two: B C1 B C2 B C1 B C2 ... B (``rounds`` runs of
     each candidate). Each candidate run is compared with the mean of the baseline runs just before and after
-    it: on a shared machine whose speed drifts from second to second (seen here: the same run taking 0.44 s,
-    then 0.72 s for a dozen runs, then 0.50 s), only neighbours in time are comparable.
+    it: on a shared machine whose speed drifts from second to second, only neighbours in time are comparable.
     Returns (seconds of every run, by name, the baseline under "baseline"; ratio of every candidate run)."""
     seconds: dict[str, list[float]] = {"baseline": [baseline()]}
     ratios: dict[str, list[float]] = {name: [] for name in candidates}

@@ -28,8 +28,8 @@ class Workspace:
 
     @functools.cached_property
     def trajectory(self) -> dict:
-        """The issue's 1000-step DDPM run of the digits model at batch 16, made in a fresh process so its peak
-        memory is its own (section 4); its x_t frames are what section 5 exports."""
+        """The long DDPM run of the digits model (``Sizes.memory_steps`` steps at ``Sizes.memory_batch``), made in
+        a fresh process so its peak memory is its own (section 4); its x_t frames are what section 5 exports."""
         frames = self.folder / "trajectory.npz"
         command = [sys.executable, "-m", "studio.bench.memory_child", "--steps", str(self.sizes.memory_steps),
                    "--batch", str(self.sizes.memory_batch), "--repeated-runs", str(self.sizes.repeated_runs),

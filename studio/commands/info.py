@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .arguments import add_trust_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
@@ -18,8 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the card as JSON")
     parser.add_argument("--card-only", action="store_true",
                         help="read only the card; do not load the weights (nor any code)")
-    from .sample import add_trust_argument
-
     add_trust_argument(parser)
 
 

@@ -30,14 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .sample import DTYPES, SPACINGS, class_argument
+from studio.core.choices import DEFAULT_DDIM_STEPS, DTYPES, SPACINGS
+
+from .arguments import DEVICE_METAVAR, add_trust_argument, class_argument
 
 X_T_FILE = "x_T.npy"
 RECONSTRUCTION_FILE = "reconstruction.npy"
 RECONSTRUCTION_PNG = "reconstruction.png"
 REPORT_FILE = "inversion.json"
 DEFAULT_OUT = "studio-inversion"
-DEFAULT_STEPS = 50
 MAX_PICTURE_PIXELS = 50_000_000          # a 50-megapixel photo; larger ones are refused from their header
 MAX_ARRAY_BYTES = 256 * 2**20            # a .npy's data as float32 (the inversion keeps several copies of it)
 ARRAY_COPIES = 8                         # float32-sized copies a round trip holds at once, about (input, x_T,
@@ -48,15 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a picture (PNG, JPEG, ...) or a .npy array in data space")
     parser.add_argument("--checkpoint", "-c", default=None, metavar="PATH",
                         help="a checkpoint file or folder, or a bundled model name (default: digits)")
-    from .sample import add_trust_argument
-
     add_trust_argument(parser)
     parser.add_argument("--steps", type=int, default=None,
-                        help=f"DDIM steps each way (default {DEFAULT_STEPS}, at most num_train_timesteps)")
+                        help=f"DDIM steps each way (default {DEFAULT_DDIM_STEPS}, at most num_train_timesteps)")
     parser.add_argument("--spacing", choices=SPACINGS, default="leading", help="timestep spacing (default leading)")
     parser.add_argument("--class", dest="class_label", type=class_argument, default=None, metavar="K",
                         help="condition a class-conditional model on class K (default: its null class)")
-    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}", help="default auto")
+    parser.add_argument("--device", default="auto", metavar=DEVICE_METAVAR, help="default auto")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="default float32")
     parser.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the results (default ./{DEFAULT_OUT})")
@@ -222,18 +221,7 @@ def read_array_header(path: Path, handle=None) -> ArrayHeader:
             raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
         except (ValueError, TypeError, SyntaxError) as exc:
             raise SettingsError(f"{path}: not a readable .npy array ({exc})") from None
-    if dtype.hasobject:
-        raise SettingsError(f"{path}: the array holds Python objects, which the studio does not load; "
-                            "give a plain numeric array")
-    if dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V":
-        raise SettingsError(f"{path}: the array holds records ({dtype}), not plain numbers; "
-                            "give a plain numeric array")
-    if dtype.kind == "c":
-        raise SettingsError(f"{path}: the array holds complex numbers ({dtype}); the studio inverts real data "
-                            "(save its .real part if that is what you mean)")
-    if dtype.kind not in "iuf":
-        raise SettingsError(f"{path}: the array holds {dtype} values, not numbers; give a numeric array "
-                            "(float32 preferably)")
+    _check_plain_numbers(path, dtype)
     count = math.prod(shape)   # Python integers: no overflow, whatever the header claims
     claimed = count * dtype.itemsize
     dims = " x ".join(map(str, shape)) or "scalar"
@@ -246,6 +234,25 @@ def read_array_header(path: Path, handle=None) -> ArrayHeader:
                             f"of {_size(MAX_ARRAY_BYTES)}; inverting them at once would need about "
                             f"{_size(ARRAY_COPIES * as_float32)} of memory. Split the batch")
     return ArrayHeader(tuple(int(n) for n in shape), dtype)
+
+
+def _check_plain_numbers(path: Path, dtype: np.dtype) -> None:
+    """The array must hold plain real numbers: no Python objects (loading them runs pickle), records,
+    complex or non-numeric values."""
+    from studio.core.errors import SettingsError
+
+    if dtype.hasobject:
+        raise SettingsError(f"{path}: the array holds Python objects, which the studio does not load; "
+                            "give a plain numeric array")
+    if dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V":
+        raise SettingsError(f"{path}: the array holds records ({dtype}), not plain numbers; "
+                            "give a plain numeric array")
+    if dtype.kind == "c":
+        raise SettingsError(f"{path}: the array holds complex numbers ({dtype}); the studio inverts real data "
+                            "(save its .real part if that is what you mean)")
+    if dtype.kind not in "iuf":
+        raise SettingsError(f"{path}: the array holds {dtype} values, not numbers; give a numeric array "
+                            "(float32 preferably)")
 
 
 def read_array(path: Path, card) -> np.ndarray:
@@ -298,7 +305,7 @@ class RoundTrip:
         return float(np.max(np.abs(self.reconstruction.astype(np.float64) - self.x0)))
 
 
-def invert_data(denoiser, x0: np.ndarray, steps: int = DEFAULT_STEPS, spacing: str = "leading",
+def invert_data(denoiser, x0: np.ndarray, steps: int = DEFAULT_DDIM_STEPS, spacing: str = "leading",
                 class_label=None, device: str = "auto", dtype: str = "float32", progress: bool = False) -> RoundTrip:
     """Invert ``x0`` (batch, *data_shape) with deterministic DDIM, then reconstruct from the x_T it reached."""
     import torch
@@ -328,54 +335,23 @@ def invert_data(denoiser, x0: np.ndarray, steps: int = DEFAULT_STEPS, spacing: s
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.core.errors import SettingsError
-
-    path = Path(args.image)
-    check_input_file(path)
-    if args.png_scale < 1:
-        raise SettingsError(f"--png-scale must be >= 1, got {args.png_scale}")
-    is_array = path.suffix.lower() == ".npy"
-    if is_array:          # refuse a hostile input from its header, before the model (and torch) loads
-        read_array_header(path)
-    else:
-        check_picture(path)
-
     from studio.core.bundled import DEFAULT_MODEL, bundled_source
     from studio.core.checkpoints import open_checkpoint
+    from studio.core.export import ensure_folder, write_json
     from studio.core.recipe import recorded_source
-    from studio.core.export import ensure_folder, image_pixels, write_json, write_npy
-    from studio.core.export.images import write_png_image
 
+    path, is_array = _checked_input(args)
     source = args.checkpoint or bundled_source(DEFAULT_MODEL)
     denoiser = open_checkpoint(source, trust_code=args.trust_code)
     card = denoiser.card
-    if args.class_label == "cycle":
-        raise SettingsError("--class cycle does not apply to inversion; give a class index")
-    if args.class_label is not None and not card.conditional:
-        raise SettingsError(f"--class needs a class-conditional model; {card.name!r} is unconditional")
-    if is_array:
-        x0, note = read_array(path, card), None
-    else:
-        x0, note = read_picture(path, card)
+    _check_class(args.class_label, card)
+    x0, note = (read_array(path, card), None) if is_array else read_picture(path, card)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    steps = args.steps if args.steps is not None else min(DEFAULT_STEPS, card.num_train_timesteps)
+    steps = args.steps if args.steps is not None else min(DEFAULT_DDIM_STEPS, card.num_train_timesteps)
     out = ensure_folder(args.out)
     trip = invert_data(denoiser, x0, steps, args.spacing, args.class_label, args.device, args.dtype, args.progress)
-
-    write_npy(out / X_T_FILE, trip.x_T)
-    write_npy(out / RECONSTRUCTION_FILE, trip.reconstruction)
-    files = [X_T_FILE, RECONSTRUCTION_FILE]
-    if card.data_kind == "image":
-        pixels = image_pixels(trip.reconstruction, card.value_range)
-        write_png_image(out / RECONSTRUCTION_PNG, pixels[0], scale=args.png_scale)
-        files.append(RECONSTRUCTION_PNG)
-        if len(pixels) > 1:
-            for i in range(1, len(pixels)):
-                name = f"reconstruction_{i:05d}.png"
-                write_png_image(out / name, pixels[i], scale=args.png_scale)
-                files.append(name)
-    files.append(REPORT_FILE)
+    files = _write_arrays_and_pictures(out, trip, card, args.png_scale) + [REPORT_FILE]
     record = dict(trip.record, command="invert", input=str(path.resolve()), checkpoint=recorded_source(source),
                   round_trip={"mse": trip.mse, "max_abs": trip.max_abs}, files=files)
     if note:
@@ -386,3 +362,45 @@ def run(args: argparse.Namespace) -> int:
           f"(data space [{low:g}, {high:g}], {steps} DDIM steps each way)")
     print(f"wrote {', '.join(files)} to {out}")
     return 0
+
+
+def _checked_input(args) -> tuple[Path, bool]:
+    """(IMAGE, whether it is a .npy), refused from its header before the model (and torch) loads."""
+    from studio.core.checks import require_int
+
+    path = Path(args.image)
+    check_input_file(path)
+    require_int("--png-scale", args.png_scale, 1)
+    is_array = path.suffix.lower() == ".npy"
+    if is_array:
+        read_array_header(path)
+    else:
+        check_picture(path)
+    return path, is_array
+
+
+def _check_class(class_label, card) -> None:
+    from studio.core.errors import SettingsError
+
+    if class_label == "cycle":
+        raise SettingsError("--class cycle does not apply to inversion; give a class index")
+    if class_label is not None and not card.conditional:
+        raise SettingsError(f"--class needs a class-conditional model; {card.name!r} is unconditional")
+
+
+def _write_arrays_and_pictures(out: Path, trip: RoundTrip, card, png_scale: int) -> list[str]:
+    """x_T.npy, reconstruction.npy and, for an image model, reconstruction.png (then one PNG per further item
+    of a batch); returns their names."""
+    from studio.core.export import image_pixels, write_npy
+    from studio.core.export.images import write_png_image
+
+    write_npy(out / X_T_FILE, trip.x_T)
+    write_npy(out / RECONSTRUCTION_FILE, trip.reconstruction)
+    files = [X_T_FILE, RECONSTRUCTION_FILE]
+    if card.data_kind != "image":
+        return files
+    pixels = image_pixels(trip.reconstruction, card.value_range)
+    names = [RECONSTRUCTION_PNG] + [f"reconstruction_{i:05d}.png" for i in range(1, len(pixels))]
+    for name, picture in zip(names, pixels):
+        write_png_image(out / name, picture, scale=png_scale)
+    return files + names

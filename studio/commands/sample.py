@@ -9,7 +9,7 @@
 Writes into OUT: samples.npy (float32, N x C x H x W or N x D, in the model's data space), sample_NNNNN.png
 per image sample (each carrying its recipe), run.json (every setting, the timesteps, per-sample seeds, the
 checkpoint's sha256, the studio version); with --trajectory trajectory.npz, with --gif trajectory.gif (also
---webp, --mp4). Sample i uses seed S + i, and the model is always called on exactly --model-batch samples
+--webp, --mp4). Sample i uses seed S + i, and the engine calls the model on exactly --model-batch samples
 (see distributed.py for why), so the files do not depend on --batch or on how the work was split.
 """
 
@@ -19,20 +19,19 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-# Choices spelt out here so --help needs no torch import (a test checks they match the core's).
-SAMPLERS = ("ddim", "ddpm")
-SPACINGS = ("leading", "linspace", "trailing", "quad")
-VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("float32", "float16", "bfloat16")
-GUIDANCE_KINDS = ("none", "classifier_free", "cfg", "classifier")
-NOISE_DEVICES = ("cpu", "device")
-NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last", "cuda_graph")
-ANIMATION_SOURCES = ("xt", "x0", "both")
-DEFAULT_DDIM_STEPS = 50
+from studio.core.choices import (ANIMATION_SOURCES, DEFAULT_DDIM_STEPS, DEFAULT_MODEL_BATCH, DTYPES,
+                                 GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES, NOISE_DEVICES, SAMPLER_NAMES,
+                                 SPACINGS, VARIANCE_TYPES, tolerance_text)
+
+from .arguments import DEVICE_METAVAR, UNCONDITIONAL, add_trust_argument, class_argument
+
+# each guidance kind followed by its short names (none, classifier_free, cfg, classifier)
+GUIDANCE_CHOICES = tuple(name for kind in GUIDANCE_KINDS
+                         for name in (kind, *sorted(a for a, full in GUIDANCE_ALIASES.items() if full == kind)))
 DEFAULT_BATCH = 16
 DEFAULT_OUT = "studio-out"
 
@@ -42,24 +41,16 @@ TRAJECTORY_FILE = "trajectory.npz"
 ANIMATION_FILES = {"gif": "trajectory.gif", "webp": "trajectory.webp", "mp4": "trajectory.mp4"}
 
 
-UNCONDITIONAL = "none"
-
-
-def class_argument(value: str):
-    """--class: a class index, 'cycle', or 'none' (the model's null class: unconditional)."""
-    if value in ("cycle", UNCONDITIONAL):
-        return value
-    try:
-        label = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a class index, 'cycle' or 'none', got {value!r}") from None
-    if label < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {label}")
-    return label
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    model = parser.add_argument_group("model")
+    _add_model_arguments(parser.add_argument_group("model"))
+    _add_sampler_arguments(parser.add_argument_group("sampler (unset values come from the model card)"))
+    _add_sample_arguments(parser.add_argument_group("samples"))
+    _add_device_arguments(parser.add_argument_group("device"))
+    _add_output_arguments(parser.add_argument_group("output"))
+    _add_animation_arguments(parser.add_argument_group("trajectory animation"))
+
+
+def _add_model_arguments(model) -> None:
     model.add_argument("--checkpoint", "-c", default=None, metavar="PATH",
                        help="a checkpoint file or folder, or a bundled model name (default: digits; with "
                             "--from-png: the recipe's checkpoint)")
@@ -71,20 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "file changed since the PNG was made; the samples will differ)")
     add_trust_argument(model)
 
-    sampler = parser.add_argument_group("sampler (unset values come from the model card)")
-    sampler.add_argument("--sampler", choices=SAMPLERS, default=None, help="default ddim")
+
+def _add_sampler_arguments(sampler) -> None:
+    sampler.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="default ddim")
     sampler.add_argument("--steps", type=int, default=None,
                          help=f"denoising steps (default: {DEFAULT_DDIM_STEPS} for ddim, "
                               "num_train_timesteps for ddpm; at most num_train_timesteps)")
     sampler.add_argument("--eta", type=float, default=None, help="DDIM noise, 0 (deterministic, default) to 1")
     sampler.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing (default leading)")
-    sampler.add_argument("--variance", choices=VARIANCES, default=None,
+    sampler.add_argument("--variance", choices=VARIANCE_TYPES, default=None,
                          help="DDPM reverse variance (default: the card's variance_type)")
     sampler.add_argument("--clip", dest="clip", action="store_true", default=None,
                          help="clip predicted x0 to the data range (default: the card's clip_sample)")
     sampler.add_argument("--no-clip", dest="clip", action="store_false", help="do not clip predicted x0")
 
-    samples = parser.add_argument_group("samples")
+
+def _add_sample_arguments(samples) -> None:
     samples.add_argument("--seed", type=int, default=None, help="seed S; sample i uses S + i (default 0)")
     samples.add_argument("--batch", type=int, default=None, help=f"samples per batch (default {DEFAULT_BATCH})")
     samples.add_argument("--num-samples", dest="num_samples", type=int, default=None, metavar="N",
@@ -96,13 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     samples.add_argument("--guidance", type=float, default=None, metavar="W",
                          help="guidance scale: classifier-free on a class-conditional model with a null class, "
                               "classifier guidance with --classifier")
-    samples.add_argument("--guidance-kind", dest="guidance_kind", choices=GUIDANCE_KINDS, default=None,
+    samples.add_argument("--guidance-kind", dest="guidance_kind", choices=GUIDANCE_CHOICES, default=None,
                          help="force the kind of guidance (default: from --guidance and --classifier)")
     samples.add_argument("--classifier", default=None, metavar="PATH",
                          help="noise-aware classifier checkpoint for classifier guidance")
 
-    device = parser.add_argument_group("device")
-    device.add_argument("--device", default=None, metavar="{auto,cpu,cuda,mps}",
+
+def _add_device_arguments(device) -> None:
+    device.add_argument("--device", default=None, metavar=DEVICE_METAVAR,
                         help="where the model runs (default auto: cuda, then mps, then cpu; cuda:N works too)")
     device.add_argument("--dtype", choices=DTYPES, default=None, help="model precision (default float32; "
                                                                       "half precision only on a GPU)")
@@ -110,17 +104,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw noise on the cpu (default: same images on every device) or on the device")
     device.add_argument("--model-batch", dest="model_batch", type=int, default=None, metavar="M",
                         help="call the model on exactly M samples at a time, padding or splitting each batch, so "
-                             "the results do not depend on --batch or on the process split (default 16, or the "
-                             "recipe's; 0: call it on each batch as it is, whose last bits then depend on the batch)")
+                             f"the results do not depend on --batch or on the process split (default "
+                             f"{DEFAULT_MODEL_BATCH}, or the recipe's; 0: call it on each batch as it is, whose "
+                             "last bits then depend on the batch)")
     device.add_argument("--network", choices=NETWORK_MODES, default=None,
                         help="the network's speed mode (default plain, or the recipe's): channels_last (memory "
                              "layout), compiled (torch.compile; a warm-up of tens of seconds on a CPU, once per "
                              "process), compiled_channels_last or cuda_graph (a CUDA GPU only: the forward "
                              "recorded once and replayed with one launch per step). The faster modes change "
-                             "outputs in their last bits and are kept only if no output on a probe batch moves by more than 1e-4; "
-                             "otherwise the run goes on plain, says why on stderr, and run.json records plain")
+                             "outputs in their last bits and are kept only if no output on a probe batch moves "
+                             f"by more than {tolerance_text()}; otherwise the run goes on plain, says why on "
+                             "stderr, and run.json records plain")
 
-    output = parser.add_argument_group("output")
+
+def _add_output_arguments(output) -> None:
     output.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the results (default ./{DEFAULT_OUT}; created if missing)")
     output.add_argument("--trajectory", action="store_true",
@@ -129,7 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="blow each PNG pixel up to a KxK square (default 1: the model's own pixels)")
     output.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
 
-    anim = parser.add_argument_group("trajectory animation")
+
+def _add_animation_arguments(anim) -> None:
     anim.add_argument("--gif", action="store_true", help="write trajectory.gif (the grid, or one --anim-sample)")
     anim.add_argument("--webp", action="store_true", help="write trajectory.webp (animated, lossless)")
     anim.add_argument("--mp4", action="store_true", help="write trajectory.mp4 (needs imageio-ffmpeg)")
@@ -151,27 +149,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="blow frames up K times (default: tiles at least 64 pixels wide)")
 
 
-def add_trust_argument(parser) -> None:
-    """--trust-code, for every command that loads a checkpoint."""
-    parser.add_argument("--trust-code", dest="trust_code", action="store_true",
-                        help="allow loading a TorchScript archive: it is a program, not data, and runs with your "
-                             "permissions once loaded (its code is checked for file and process calls first, "
-                             "whether trusted or not); other formats never need this")
-
-
 # --- planning: every check before any work -------------------------------------------------------------------------
 @dataclass
 class SampleJob:
     """Everything a `studio sample` run needs, checked."""
 
-    model: object                 # the Denoiser the runs call (FixedBatchDenoiser)
+    model: object                 # the Denoiser; the engine calls it on settings.model_batch rows at a time
     classifier: object | None
     settings: object              # RunSettings: seed S, batch size B, class label as asked (int, cycle or None)
     num_samples: int
     out: Path
-    checkpoint: str               # where the model came from, as recipes record it
+    checkpoint: str               # the source the model was opened from
     classifier_source: str | None
-    model_batch: int
     trajectory: bool
     animations: dict = field(default_factory=dict)   # kind -> file name
     animation_options: object | None = None
@@ -189,39 +178,106 @@ class SampleJob:
         return self.trajectory or bool(self.animations)
 
 
+class Counts(NamedTuple):
+    """How many samples a job makes, how many a batch holds, and how many rows each model call gets."""
+
+    num_samples: int
+    batch: int
+    model_batch: int
+
+
+def plan(args, layout) -> SampleJob:
+    """Check every setting, then open the models; raises a StudioError naming the first problem."""
+    from studio.core.export import ensure_folder
+
+    recipe, base = _read_recipe(args.from_png)
+    source = _checkpoint_source(args, recipe)
+    card = _checked_card(source, args, recipe, layout)
+    guidance, classifier_source = _guidance_and_classifier(args, card, recipe, base)
+    class_label = _class_label(args, card, base, guidance)
+    counts = _counts(args, recipe, base)
+    requested_device = args.device or (base.device if base is not None else "auto")
+    settings = _run_settings(args, card, base, guidance, class_label, counts, layout.device(requested_device))
+    _check_against_model(card, settings, counts.num_samples)
+    animations, options = _outputs(args, counts.num_samples)
+    _check_memory(card, settings, counts.num_samples, args, layout)
+    model, classifier = _open_models(source, classifier_source, args.trust_code)
+    return SampleJob(
+        model=model, classifier=classifier, settings=settings, num_samples=counts.num_samples,
+        out=ensure_folder(args.out), checkpoint=source, classifier_source=classifier_source,
+        trajectory=args.trajectory, animations=animations, animation_options=options, png_scale=args.png_scale,
+        progress=args.progress, recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
+        requested_device=requested_device,
+    )
+
+
+def _read_recipe(png: str | None):
+    """(recipe, its RunSettings) from --from-png, or (None, None)."""
+    if png is None:
+        return None, None
+    from studio.core.recipe import read_recipe, settings_from_recipe
+
+    recipe = read_recipe(png)
+    return recipe, settings_from_recipe(recipe)[0]
+
+
+def _checkpoint_source(args, recipe) -> str:
+    """--checkpoint, else the recipe's checkpoint, else the bundled default model."""
+    from studio.core.bundled import DEFAULT_MODEL, bundled_source
+    from studio.core.errors import SettingsError
+    from studio.core.recipe import recipe_checkpoint
+
+    if args.checkpoint:
+        return args.checkpoint
+    if recipe is None:
+        return bundled_source(DEFAULT_MODEL)
+    source = recipe_checkpoint(recipe)
+    if source is None:
+        raise SettingsError(f"the recipe in {args.from_png} does not say where its checkpoint is "
+                            f"(model {recipe['model'].get('name')!r}); pass --checkpoint")
+    return source
+
+
+def _checked_card(source: str, args, recipe, layout):
+    """The model card alone (nothing loaded, no code run), so every check comes before any loading."""
+    from studio.core.checkpoints import read_card
+    from studio.core.checkpoints.torchscript_format import require_trust
+
+    card = read_card(source)
+    require_trust(card, args.trust_code)
+    if recipe is not None:
+        _check_recipe_checkpoint(recipe, card, source, args.allow_changed, layout)
+    return card
+
+
+def _check_recipe_checkpoint(recipe: dict, card, source: str, allow_changed: bool, layout) -> None:
+    """The checkpoint must be the one the recipe was made with (its sha256), unless the user says otherwise."""
+    from studio.core.errors import CheckpointError
+
+    wanted = recipe["model"].get("sha256") or ""
+    if not wanted or wanted == card.sha256:
+        return
+    what = (f"{source} is not the checkpoint the recipe was made with (sha256 {card.sha256[:12]} instead of "
+            f"{wanted[:12]})")
+    if not allow_changed:
+        raise CheckpointError(f"{what}; pass --allow-changed-checkpoint to sample with it anyway")
+    _note(f"{what}; the samples will differ", layout)
+
+
 def _note(message: str, layout) -> None:
     if layout.is_main:
         print(f"note: {message}", file=sys.stderr)
 
 
-def _sampler_settings(args, card, base):
-    from studio.core.errors import SettingsError
-    from studio.core.samplers import sampler_settings
-
-    name = args.sampler or (base.name if base is not None else "ddim")
-    values = {}
-    if base is not None and base.name == name:
-        values = {k: v for k, v in base.to_dict().items() if k != "sampler"}
-    elif args.steps is None:
-        values["steps"] = min(DEFAULT_DDIM_STEPS, card.num_train_timesteps) if name == "ddim" \
-            else card.num_train_timesteps
-    if args.steps is not None:
-        values["steps"] = args.steps
-        values.pop("timesteps", None)
-    if args.spacing is not None:
-        values["spacing"] = args.spacing
-        values.pop("timesteps", None)
-    if args.clip is not None:
-        values["clip_sample"] = args.clip
-    if args.eta is not None:
-        if name != "ddim":
-            raise SettingsError("--eta applies to --sampler ddim (DDPM's noise is set by --variance)")
-        values["eta"] = args.eta
-    if args.variance is not None:
-        if name != "ddpm":
-            raise SettingsError("--variance applies to --sampler ddpm (DDIM's noise is set by --eta)")
-        values["variance_type"] = args.variance
-    return sampler_settings(name, **values)
+def _guidance_and_classifier(args, card, recipe, base):
+    """(GuidanceSettings, the classifier's source or None): a classifier is opened only for classifier guidance;
+    a recipe's classifier comes along unless the flags ask for another kind of guidance."""
+    source = args.classifier
+    if source is None and recipe is not None and args.guidance_kind in (None, "classifier") \
+            and base.guidance.kind == "classifier":
+        source = (recipe.get("classifier") or {}).get("checkpoint")
+    guidance = _guidance(args, card, source is not None, base)
+    return guidance, source if guidance.kind == "classifier" else None
 
 
 def _guidance(args, card, has_classifier: bool, base):
@@ -243,126 +299,130 @@ def _guidance(args, card, has_classifier: bool, base):
     return GuidanceSettings(kind=kind, scale=scale)
 
 
-def _check_recipe_checkpoint(recipe: dict, card, source: str, allow_changed: bool, layout) -> None:
-    """The checkpoint must be the one the recipe was made with (its sha256), unless the user says otherwise.
-    Checked from the card alone, before anything is loaded."""
-    from studio.core.errors import CheckpointError
-
-    wanted = recipe["model"].get("sha256") or ""
-    if not wanted or wanted == card.sha256:
-        return
-    what = (f"{source} is not the checkpoint the recipe was made with (sha256 {card.sha256[:12]} instead of "
-            f"{wanted[:12]})")
-    if not allow_changed:
-        raise CheckpointError(f"{what}; pass --allow-changed-checkpoint to sample with it anyway")
-    _note(f"{what}; the samples will differ", layout)
-
-
-def plan(args, layout) -> SampleJob:
-    """Open the models and check every setting; raises a StudioError naming the first problem."""
-    from studio.core.bundled import DEFAULT_MODEL, bundled_source
-    from studio.core.checkpoints import open_checkpoint, open_classifier, read_card
-    from studio.core.checkpoints.torchscript_format import require_trust
-    from studio.core.engine import class_labels_for, resolve_device, resolve_dtype
+def _class_label(args, card, base, guidance):
+    """--class, else the recipe's, else 'cycle' on a class-conditional model (so one batch shows every class);
+    'none' means unconditional (None)."""
     from studio.core.errors import SettingsError
-    from studio.core.export import AnimationOptions, ensure_folder
-    from studio.core.recipe import read_recipe, recipe_checkpoint, recorded_source, settings_from_recipe
-    from studio.core.settings import RunSettings
+    from studio.core.settings import CLASS_CYCLE
 
-    from studio.core.models.fixed_batch import DEFAULT_MODEL_BATCH, FixedBatchClassifier, FixedBatchDenoiser
-
-    recipe = base = None
-    if args.from_png is not None:
-        recipe = read_recipe(args.from_png)
-        base, _ = settings_from_recipe(recipe)
-    source = args.checkpoint or (recipe_checkpoint(recipe) if recipe is not None else bundled_source(DEFAULT_MODEL))
-    if source is None:
-        raise SettingsError(f"the recipe in {args.from_png} does not say where its checkpoint is "
-                            f"(model {recipe['model'].get('name')!r}); pass --checkpoint")
-    card = read_card(source)   # the card alone (nothing loaded, no code run): every check below comes first
-    require_trust(card, args.trust_code)
-    if recipe is not None:
-        _check_recipe_checkpoint(recipe, card, source, args.allow_changed, layout)
-
-    classifier_source = args.classifier
-    if classifier_source is None and recipe is not None and args.guidance_kind in (None, "classifier") \
-            and base.guidance.kind == "classifier":
-        classifier_source = (recipe.get("classifier") or {}).get("checkpoint")
-    guidance = _guidance(args, card, classifier_source is not None, base)
-    if guidance.kind != "classifier":
-        classifier_source = None
-
-    # a class-conditional model cycles through its classes unless told otherwise: one batch shows them all
-    default_class = base.class_label if base is not None else ("cycle" if card.conditional else None)
-    class_label = args.class_label if args.class_label is not None else default_class
-    if class_label == UNCONDITIONAL:
-        class_label = None
     if args.class_label not in (None, UNCONDITIONAL) and not card.conditional and guidance.kind != "classifier":
         raise SettingsError(f"--class needs a class-conditional model; {card.name!r} is unconditional")
-    if class_label == "cycle" and not card.conditional:
+    if args.class_label is not None:
+        label = args.class_label
+    else:
+        label = base.class_label if base is not None else (CLASS_CYCLE if card.conditional else None)
+    if label == CLASS_CYCLE and not card.conditional:
         raise SettingsError(f"--class cycle needs a class-conditional model; {card.name!r} has no classes")
+    return None if label == UNCONDITIONAL else label
 
-    batch = args.batch if args.batch is not None else (1 if recipe is not None else DEFAULT_BATCH)
-    if batch < 1:
-        raise SettingsError(f"--batch must be >= 1, got {batch}")
-    # a recipe without model_batch came from a run that called the model on its batch as it was (0)
-    model_batch = args.model_batch if args.model_batch is not None else \
-        int(recipe.get("model_batch", 0) if recipe is not None else DEFAULT_MODEL_BATCH)
-    if model_batch < 0:
-        raise SettingsError(f"--model-batch must be >= 0, got {model_batch}")
-    num_samples = args.num_samples if args.num_samples is not None else (1 if recipe is not None else batch)
-    if num_samples < 1:
-        raise SettingsError(f"--num-samples must be >= 1, got {num_samples}")
-    if args.png_scale < 1:
-        raise SettingsError(f"--png-scale must be >= 1, got {args.png_scale}")
-    requested_device = args.device or (base.device if base is not None else "auto")
-    settings = RunSettings(
+
+def _counts(args, recipe, base) -> Counts:
+    """--num-samples, --batch and --model-batch, checked. A recipe's run makes one sample in a batch of one, with
+    the model batch the recipe was made with (its own entry, else its settings'), so the sample's bits come back."""
+    from studio.core.checks import require_int
+
+    if recipe is None:
+        batch, model_batch = DEFAULT_BATCH, DEFAULT_MODEL_BATCH
+    else:
+        batch, model_batch = 1, recipe.get("model_batch", base.model_batch)
+    batch = require_int("--batch", _given(args.batch, batch), 1)
+    model_batch = require_int("--model-batch", _given(args.model_batch, model_batch), 0,
+                              hint=" (0: each batch as it is)")
+    num_samples = require_int("--num-samples", _given(args.num_samples, 1 if recipe is not None else batch), 1)
+    return Counts(num_samples, batch, model_batch)
+
+
+def _given(flag, default):
+    """A flag's value when it was given, else ``default``."""
+    return flag if flag is not None else default
+
+
+def _run_settings(args, card, base, guidance, class_label, counts: Counts, device: str):
+    """The RunSettings of the job: flags first, then the recipe's settings, then the core's defaults."""
+    from studio.core.settings import RunSettings
+
+    fallback = base if base is not None else RunSettings()
+    return RunSettings(
         sampler=_sampler_settings(args, card, base.sampler if base is not None else None),
-        seed=args.seed if args.seed is not None else (base.seed if base is not None else 0),
-        batch_size=batch,
+        seed=_given(args.seed, fallback.seed),
+        batch_size=counts.batch,
         class_label=class_label,
         guidance=guidance,
-        device=layout.device(requested_device),
-        dtype=args.dtype or (base.dtype if base is not None else "float32"),
-        noise_device=args.noise_device or (base.noise_device if base is not None else "cpu"),
-        network=args.network or (base.network if base is not None else "plain"),
+        device=device,
+        dtype=_given(args.dtype, fallback.dtype),
+        noise_device=_given(args.noise_device, fallback.noise_device),
+        model_batch=counts.model_batch,
+        network=_given(args.network, fallback.network),
     )
-    settings.sampler.resolve(card)                           # steps > T, learned variance on a fixed model ...
-    RunSettings(seed=settings.seed, batch_size=num_samples)  # the last seed S + N - 1 must be valid
-    class_labels_for(card, settings, 1)                       # class and guidance against the model
+
+
+def _sampler_settings(args, card, base):
+    """The sampler's settings: the recipe's when it used the same sampler, else the card's defaults; the
+    flags given change them."""
+    from studio.core.errors import SettingsError
+    from studio.core.samplers import sampler_settings
+
+    name = args.sampler or (base.name if base is not None else "ddim")
+    values = {}
+    if base is not None and base.name == name:
+        values = {k: v for k, v in base.to_dict().items() if k != "sampler"}
+    elif args.steps is None:
+        values["steps"] = min(DEFAULT_DDIM_STEPS, card.num_train_timesteps) if name == "ddim" \
+            else card.num_train_timesteps
+    if args.steps is not None or args.spacing is not None:
+        values.pop("timesteps", None)   # a recipe's explicit timesteps would override the steps or spacing asked for
+    if args.steps is not None:
+        values["steps"] = args.steps
+    if args.spacing is not None:
+        values["spacing"] = args.spacing
+    if args.clip is not None:
+        values["clip_sample"] = args.clip
+    if args.eta is not None:
+        if name != "ddim":
+            raise SettingsError("--eta applies to --sampler ddim (DDPM's noise is set by --variance)")
+        values["eta"] = args.eta
+    if args.variance is not None:
+        if name != "ddpm":
+            raise SettingsError("--variance applies to --sampler ddpm (DDIM's noise is set by --eta)")
+        values["variance_type"] = args.variance
+    return sampler_settings(name, **values)
+
+
+def _check_against_model(card, settings, num_samples: int) -> None:
+    """What the settings alone cannot tell: steps past T, a learned variance on a fixed model, the last seed
+    S + N - 1, the class and guidance against the model, the dtype on the device."""
+    from studio.core.engine import class_labels_for, resolve_device, resolve_dtype
+    from studio.core.settings import RunSettings
+
+    settings.sampler.resolve(card)
+    RunSettings(seed=settings.seed, batch_size=num_samples)
+    class_labels_for(card, settings, 1)
     resolve_dtype(settings.dtype, resolve_device(settings.device))
 
+
+def _outputs(args, num_samples: int):
+    """Check --png-scale; ({kind: file name} of the animations asked for, their AnimationOptions or None)."""
+    from studio.core.checks import require_int
+    from studio.core.errors import SettingsError
+    from studio.core.export import AnimationOptions
+
+    require_int("--png-scale", args.png_scale, 1)
     animations = {kind: name for kind, name in ANIMATION_FILES.items() if getattr(args, kind)}
     options = None
     if animations or args.anim_sample is not None:
         options = AnimationOptions(source=args.anim_source, sample=args.anim_sample, stride=args.frame_stride,
                                    max_frames=args.max_frames, frame_ms=args.frame_ms, hold_ms=args.hold_ms,
                                    label=args.step_label, scale=args.anim_scale)
-        if args.anim_sample is not None and not 0 <= args.anim_sample < num_samples:
-            raise SettingsError(f"--anim-sample must be from 0 to {num_samples - 1}, got {args.anim_sample}")
+        require_int("--anim-sample", args.anim_sample, 0, num_samples - 1, optional=True)
     if "mp4" in animations:
         from studio.core.export import mp4_available
 
         if not mp4_available():
             raise SettingsError("--mp4 needs the imageio-ffmpeg package (pip install imageio-ffmpeg)")
-
-    _check_memory(card, settings, num_samples, model_batch, args, layout)
-    denoiser = open_checkpoint(source, trust_code=args.trust_code)
-    classifier = open_classifier(classifier_source) if classifier_source is not None else None
-    out = ensure_folder(args.out)
-    return SampleJob(
-        model=FixedBatchDenoiser(denoiser, model_batch),
-        classifier=FixedBatchClassifier(classifier, model_batch) if classifier is not None else None,
-        settings=settings, num_samples=num_samples, out=out, checkpoint=recorded_source(source),
-        classifier_source=recorded_source(classifier_source) if classifier_source else None,
-        model_batch=model_batch, trajectory=args.trajectory, animations=animations, animation_options=options,
-        png_scale=args.png_scale, progress=args.progress,
-        recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
-        requested_device=requested_device,
-    )
+    return animations, options
 
 
-def _check_memory(card, settings, num_samples: int, model_batch: int, args, layout) -> None:
+def _check_memory(card, settings, num_samples: int, args, layout) -> None:
     """Refuse, before anything is allocated, a request this machine cannot hold or whose pictures would be too
     large to read back (``--batch 10000000``, ``--model-batch 1000000000``, ``--png-scale 100000``)."""
     from studio.core.export import select_frames, upscale_factor
@@ -373,7 +433,7 @@ def _check_memory(card, settings, num_samples: int, model_batch: int, args, layo
     steps = len(settings.sampler.timestep_list(card.num_train_timesteps))
     per_process = -(-num_samples // max(1, layout.world_size))
     batch = min(settings.batch_size, per_process)
-    rows = (model_batch or batch) * (2 if settings.guidance.kind == "classifier_free" else 1)
+    rows = (settings.model_batch or batch) * (2 if settings.guidance.kind == "classifier_free" else 1)
     animated = any(getattr(args, kind) for kind in ANIMATION_FILES)
     frames = 2 * steps + 1 if (args.trajectory or animated) else 0
     require_run_fits(card.data_shape, batch=batch, model_rows=rows, num_samples=per_process, frames=frames)
@@ -392,6 +452,14 @@ def _check_memory(card, settings, num_samples: int, model_batch: int, args, layo
     count = len(select_frames(steps + 1, max(1, args.frame_stride), args.max_frames))
     require_fits(count * frame_height * frame_width * 3 * 2, f"the animation ({count} frames of "
                                                               f"{frame_width} x {frame_height} pixels)")
+
+
+def _open_models(source: str, classifier_source: str | None, trust_code: bool):
+    """(denoiser, classifier or None): the first real work, once every check has passed."""
+    from studio.core.checkpoints import open_checkpoint, open_classifier
+
+    denoiser = open_checkpoint(source, trust_code=trust_code)
+    return denoiser, open_classifier(classifier_source) if classifier_source is not None else None
 
 
 # --- sampling ------------------------------------------------------------------------------------------------------
@@ -427,16 +495,10 @@ def _numpy(tensor) -> np.ndarray:
 
 def recipe_record(job: SampleJob, run_record: dict) -> dict:
     """A run's record with what a recipe needs beyond the engine's own record."""
-    card = job.card
-    record = dict(run_record)
-    record["checkpoint"] = job.checkpoint
-    record["model_batch"] = job.model_batch
-    record["data"] = {"kind": card.data_kind, "shape": list(card.data_shape), "value_range": list(card.value_range)}
-    if job.classifier_source is not None:
-        clf_card = job.classifier.card
-        record["classifier"] = {"checkpoint": job.classifier_source, "name": getattr(clf_card, "name", None),
-                                "sha256": getattr(clf_card, "sha256", None)}
-    return record
+    from studio.core.recipe import recipe_extras
+
+    extras = recipe_extras(job.card, job.checkpoint, job.settings.model_batch, job.classifier, job.classifier_source)
+    return {**run_record, **extras}
 
 
 def sample_part(job: SampleJob, indices: list[int], progress: bool, notes: bool = True) -> SampledPart:
@@ -445,51 +507,70 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool, notes: bool 
     from tqdm import tqdm
 
     from studio.core.engine import Run
-    from studio.core.export import image_pixels
-    from studio.core.recipe import recipe_for_sample, sample_png_name, write_png
 
-    card = job.card
     settings = job.settings
-    shape = tuple(card.data_shape)
-    count = len(indices)
-    num_steps = len(settings.sampler.timestep_list(card.num_train_timesteps))
-    samples = np.zeros((count, *shape), dtype=np.float32)
-    x_t = np.zeros((num_steps + 1, count, *shape), dtype=np.float32) if job.keeps_frames else None
-    x0_pred = np.zeros((num_steps, count, *shape), dtype=np.float32) if job.keeps_frames else None
-    labels: list[int] | None = None
-    record: dict = {}
-    units = work_units(list(indices), settings.batch_size)
+    num_steps = len(settings.sampler.timestep_list(job.card.num_train_timesteps))
+    part = _empty_part(job, list(indices), num_steps)
+    units = work_units(part.indices, settings.batch_size)
     with tqdm(total=len(units) * num_steps, desc="sampling", unit="step", file=sys.stderr,
               disable=not progress, dynamic_ncols=True) as bar:
         for unit in units:
-            seeds = [settings.seed + indices[p] for p in unit.positions]
+            seeds = [settings.seed + part.indices[p] for p in unit.positions]
             run = Run(job.model, settings.replace(batch_size=len(seeds)), seeds=seeds, classifier=job.classifier)
             if notes and run.acceleration.fell_back:
                 bar.write(f"note: {run.acceleration.note}; the run goes on with the plain network", file=sys.stderr)
                 notes = False
-            where = np.asarray(unit.positions)
-            x = run.x_T
-            if x_t is not None:
-                x_t[0, where] = _numpy(x)
-            for step in run:
-                x = step.x_t
-                if x_t is not None:
-                    x_t[step.index + 1, where] = _numpy(step.x_t)
-                    x0_pred[step.index, where] = _numpy(step.x0_pred)
-                bar.update(1)
-            samples[where] = _numpy(x)
-            unit_record = recipe_record(job, run.record())
-            record = record or unit_record
-            if run.class_labels is not None:
-                labels = labels if labels is not None else [0] * count
-                for p, value in zip(unit.positions, run.class_labels):
-                    labels[p] = int(value)
-            if card.data_kind == "image":
-                pixels = image_pixels(samples[where], card.value_range)
-                for j, p in enumerate(unit.positions):
-                    recipe = recipe_for_sample(unit_record, j, sample_index=indices[p])
-                    write_png(job.out / sample_png_name(indices[p]), pixels[j], recipe, scale=job.png_scale)
-    return SampledPart(list(indices), samples, labels, x_t, x0_pred, record)
+            _follow(run, np.asarray(unit.positions), part, bar)
+            record = recipe_record(job, run.record())
+            part.record = part.record or record
+            _keep_labels(part, unit, run.class_labels)
+            if job.card.data_kind == "image":
+                _write_pngs(job, part, unit, record)
+    return part
+
+
+def _empty_part(job: SampleJob, indices: list[int], num_steps: int) -> SampledPart:
+    """A part with room for the samples (and their frames, when the job keeps them)."""
+    shape = tuple(job.card.data_shape)
+    count = len(indices)
+    frames = job.keeps_frames
+    return SampledPart(indices, np.zeros((count, *shape), dtype=np.float32), None,
+                       np.zeros((num_steps + 1, count, *shape), dtype=np.float32) if frames else None,
+                       np.zeros((num_steps, count, *shape), dtype=np.float32) if frames else None)
+
+
+def _follow(run, where: np.ndarray, part: SampledPart, bar) -> None:
+    """Run one batch to its end, keeping its samples (and frames, when the part has room) at ``where``."""
+    x = run.x_T
+    if part.x_t is not None:
+        part.x_t[0, where] = _numpy(x)
+    for step in run:
+        x = step.x_t
+        if part.x_t is not None:
+            part.x_t[step.index + 1, where] = _numpy(step.x_t)
+            part.x0_pred[step.index, where] = _numpy(step.x0_pred)
+        bar.update(1)
+    part.samples[where] = _numpy(x)
+
+
+def _keep_labels(part: SampledPart, unit: WorkUnit, labels) -> None:
+    if labels is None:
+        return
+    if part.class_labels is None:
+        part.class_labels = [0] * len(part.indices)
+    for p, value in zip(unit.positions, labels):
+        part.class_labels[p] = int(value)
+
+
+def _write_pngs(job: SampleJob, part: SampledPart, unit: WorkUnit, record: dict) -> None:
+    """Each sample of a finished batch as a PNG carrying its recipe (its place in the whole job)."""
+    from studio.core.export import image_pixels
+    from studio.core.recipe import recipe_for_sample, sample_png_name, write_png
+
+    pixels = image_pixels(part.samples[np.asarray(unit.positions)], job.card.value_range)
+    for j, p in enumerate(unit.positions):
+        recipe = recipe_for_sample(record, j, sample_index=part.indices[p])
+        write_png(job.out / sample_png_name(part.indices[p]), pixels[j], recipe, scale=job.png_scale)
 
 
 # --- merging and writing -------------------------------------------------------------------------------------------

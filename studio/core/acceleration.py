@@ -12,10 +12,8 @@ only if no output moves by more than ``tolerance``; otherwise the denoiser stays
 The compiled modes use TorchInductor with *freezing* (``torch._inductor.config.freezing``, patched only while
 our network compiles, at its first call on the probe batch, and restored after; ``torch.compile(options=...)``
 does not reach it): the weights become constants of the compiled graph, so inductor folds what depends only on
-them and, on a CPU, packs the convolution weights for oneDNN once instead of at every call. Measured on the
-bench's UNet2DModel (32x32, batch 4, 2 CPU cores) it gains little: a forward 1-2 % faster than compiled without
-it, a DDPM run 0.762 of diffusers' pipeline against 0.770, at the price of a longer compile (58 s against 49 s
-cold) and a second, packed copy of the convolution weights.
+them and, on a CPU, packs the convolution weights for oneDNN once instead of at every call. The price is a longer
+compile and a second, packed copy of the convolution weights.
 ``cuda_graph`` (a CUDA GPU only; ``studio.core.cuda_graphs``) records the plain network's forward on the run's
 shapes once and replays it with one launch per model call: on a GPU a small network is bound by kernel launches,
 which this takes away. Anywhere else it falls back to plain and says so. Its check runs the graph on two probe
@@ -25,8 +23,8 @@ another device or dtype (``NetworkDenoiser.to``), and is rebuilt on the next req
 run's inputs are (see ``_probe_inputs``), so a run calls the very graph the probe compiled, never a second, unfrozen
 one.
 
-State lives on the denoiser (``NetworkDenoiser``): the plain network, the mode in use, and every network already
-built for a (mode, batch, device, dtype, tolerance), so switching back to a mode costs nothing. ``accelerate(d,
+State lives on the denoiser (``NetworkDenoiser.faster``): every network already built for a (mode, batch,
+device, dtype, tolerance) and the one in use, so switching back to a mode costs nothing. ``accelerate(d,
 "plain")`` undoes everything in place.
 """
 
@@ -39,16 +37,12 @@ from dataclasses import dataclass, replace
 import torch
 
 from . import cuda_graphs
-from .errors import SettingsError
+from .checks import require_choice
+from .choices import ACCELERATION_TOLERANCE, NETWORK_MODES
 from .models.denoiser import NetworkDenoiser
 
-NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last", "cuda_graph")
-ACCELERATION_TOLERANCE = 1e-4
 COMPILE_ARGUMENTS: dict = {}   # extra torch.compile arguments (none: the default mode, dynamic shapes as needed)
 COMPILE_CONFIG = {"freezing": True}   # inductor config while our network compiles (see the module docstring)
-
-_STATE = "_acceleration_state"   # denoiser.__dict__ keys
-_BUILT = "_acceleration_built"
 
 
 @dataclass(frozen=True)
@@ -63,6 +57,7 @@ class Acceleration:
     seconds: float
     note: str = ""
     reused: bool = False
+    probe_rows: int = 0   # the batch the faster network was built and checked on (0: nothing was built)
 
     @property
     def fell_back(self) -> bool:
@@ -70,9 +65,7 @@ class Acceleration:
 
 
 def check_network_mode(mode) -> str:
-    if mode not in NETWORK_MODES:
-        raise SettingsError(f"network mode must be one of {', '.join(NETWORK_MODES)}, got {mode!r}")
-    return mode
+    return require_choice("network mode", mode, NETWORK_MODES)
 
 
 def network_denoiser(denoiser) -> NetworkDenoiser | None:
@@ -96,65 +89,56 @@ def accelerate(denoiser, mode: str, batch_size: int = 1, tolerance: float = ACCE
     if target is None:
         note = "" if mode == "plain" else "only a network denoiser can be accelerated"
         return Acceleration(mode, "plain", 0.0, 0.0, note)
-    state = target.__dict__.get(_STATE)
+    faster = target.faster
     if mode == "plain":
-        if state is not None:
-            reset(target)
+        if faster.in_use is not None:
+            target.use_plain_network()
         return Acceleration(mode, "plain", 0.0, time.perf_counter() - started)
     key = (mode, int(batch_size), str(target.device), target.dtype, float(tolerance))
-    if state is not None and state[0] == key:
-        return replace(state[1], seconds=0.0, reused=True)
-    reset(target)
-    built = target.__dict__.setdefault(_BUILT, {})
-    if key in built:
-        network, result = built[key]
-        _install(target, key, network, replace(result, seconds=0.0, reused=True))
-        return target.__dict__[_STATE][1]
-    network, result = _build(target, mode, batch_size, tolerance, started)
-    built[key] = (network, result)
-    _install(target, key, network, result)
+    if key not in faster.built:
+        target.use_plain_network()   # the probe compares against the plain network in its own layout
+        faster.built[key] = _build(target, mode, batch_size, tolerance, started)
+        network, result = faster.built[key]
+    else:
+        network, result = faster.built[key]
+        result = replace(result, seconds=0.0, reused=True)
+    if faster.in_use != key:
+        if result.mode == "plain":
+            target.use_plain_network()
+        else:
+            target.use_network(network, channels_last="channels_last" in result.mode)
+        faster.in_use = key
     return result
 
 
 def reset(denoiser: NetworkDenoiser) -> None:
-    """Back to the plain network and the contiguous layout; forgets the networks built (with ``forget``)."""
-    state = denoiser.__dict__.pop(_STATE, None)
-    if state is None:
-        return
-    denoiser.network = denoiser.__dict__.get("plain_network", denoiser.network)
-    _set_channels_last(denoiser, False)
+    """Back to the plain network and the contiguous layout; the networks built are kept for a later request."""
+    denoiser.use_plain_network()
 
 
 def forget(denoiser: NetworkDenoiser) -> None:
-    """``reset`` and drop every network built for this denoiser (their frozen weights are stale)."""
-    reset(denoiser)
-    denoiser.__dict__.pop(_BUILT, None)
+    """``reset`` and drop every network built for this denoiser."""
+    denoiser.use_plain_network(forget=True)
 
 
 def current(denoiser) -> str:
     """The network mode the denoiser is in now."""
     target = network_denoiser(denoiser)
-    state = None if target is None else target.__dict__.get(_STATE)
-    return "plain" if state is None else state[1].mode
-
-
-def _install(target: NetworkDenoiser, key, network, result: Acceleration) -> None:
-    if result.mode != "plain":
-        target.network = network
-        _set_channels_last(target, "channels_last" in result.mode)
-    target.__dict__[_STATE] = (key, result)
+    if target is None or target.faster.in_use is None:
+        return "plain"
+    return target.faster.built[target.faster.in_use][1].mode
 
 
 def _build(target: NetworkDenoiser, mode: str, batch_size: int, tolerance: float, started: float):
     """(network, Acceleration): the faster network, or the plain one and the reason it fell back."""
-    plain = target.__dict__.setdefault("plain_network", target.network)
+    plain = target.plain_network
 
     def fallback(note: str, difference: float = 0.0):
-        _set_channels_last(target, False)
-        return plain, Acceleration(mode, "plain", difference, time.perf_counter() - started, note)
+        target.use_plain_network()
+        return plain, Acceleration(mode, "plain", difference, time.perf_counter() - started, note,
+                                   probe_rows=batch_size)
 
-    image = len(target.card.data_shape) == 3 and target.module is not None
-    if "channels_last" in mode and not image:
+    if "channels_last" in mode and not target.is_image_module:
         return fallback("channels_last needs an image model given as a torch module")
     if mode == "cuda_graph" and not cuda_graphs.available(target.device):
         return fallback(f"cuda_graph needs a CUDA GPU (the model is on {target.device})")
@@ -165,7 +149,7 @@ def _build(target: NetworkDenoiser, mode: str, batch_size: int, tolerance: float
     network = plain
     try:
         if "channels_last" in mode:
-            _set_channels_last(target, True)
+            target.use_network(plain, channels_last=True)   # the weights' layout the compiled graph will see
             network = _channels_last_inputs(plain)
         compiling = contextlib.nullcontext()
         if mode.startswith("compiled"):
@@ -181,7 +165,7 @@ def _build(target: NetworkDenoiser, mode: str, batch_size: int, tolerance: float
         return fallback(f"{mode} failed ({type(exc).__name__}: {lines[0][:200]})")
     if not difference <= tolerance:
         return fallback(f"{mode} moved an output by {difference:.2e} > {tolerance:.0e}", difference)
-    return network, Acceleration(mode, mode, difference, time.perf_counter() - started)
+    return network, Acceleration(mode, mode, difference, time.perf_counter() - started, probe_rows=batch_size)
 
 
 def _compile_arguments() -> dict:
@@ -233,11 +217,6 @@ def _as_inference_tensors(network):
         return network(x, t, class_labels)
 
     return inference_tensor_network
-
-
-def _set_channels_last(denoiser: NetworkDenoiser, on: bool) -> None:
-    if denoiser.module is not None and len(denoiser.card.data_shape) == 3:
-        denoiser.module.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
 
 def _channels_last_inputs(network):

@@ -1,11 +1,10 @@
 """Keep freed memory for the next step instead of handing it back to the system (glibc only).
 
 A sampling loop frees and allocates the same activations at every model call. In the process's main thread
-glibc's allocator trims the top of its heap after each large free, so the next call touches fresh pages: on
-the digits model at batch 16 that was 1,000-25,000 page faults per 50-step run (tens of MiB zeroed by the
-kernel), and the run took about 6% longer than the same run with them kept (``python -m studio.bench``).
-Worker threads allocate from arenas that are not trimmed so eagerly, which is why a run in a thread did not
-show it. ``keep_freed_memory`` raises glibc's top pad (``M_TOP_PAD``), the free memory a trim leaves at the
+glibc's allocator trims the top of its heap after each large free, so the next call touches fresh pages that
+the kernel must fault in and zero, and the run is measurably slower (``python -m studio.bench``). Worker
+threads allocate from arenas that are not trimmed so eagerly, so a run in a thread does not pay this.
+``keep_freed_memory`` raises glibc's top pad (``M_TOP_PAD``), the free memory a trim leaves at the
 top of the heap, to ``TOP_PAD_BYTES``.
 
 Only the studio's own entry points call it (``studio`` and its commands, the bench): it changes the allocator

@@ -1,4 +1,4 @@
-"""The demo models that ship with the studio (trained by ``studio train``, see README)."""
+"""The demo models that ship with the studio (trained by ``studio train``, see docs/demo-models.md)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,6 @@ def bundled_models() -> list[BundledModel]:
 
 def bundled_by_name(name: str) -> BundledModel | None:
     return next((m for m in BUNDLED if m.name == name), None)
-
-
-def default_model_path() -> Path:
-    return bundled_by_name(DEFAULT_MODEL).path
 
 
 # "bundled:NAME" always means the bundled model, whatever files the current folder holds; the studio uses it

@@ -22,6 +22,9 @@ LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
 # the std of DDIM's fresh noise: eta times the paper's eq. (16) sigma, or App. D.3's sigma-hat
 DDIM_SIGMAS = ("eta", "sigma_hat")
 
+# the class label that gives sample i class i mod K (the others: a class index, or None for unconditional)
+CLASS_CYCLE = "cycle"
+
 # guidance ("cfg" is accepted everywhere as a short name for classifier_free)
 GUIDANCE_KINDS = ("none", "classifier_free", "classifier")
 GUIDANCE_ALIASES = {"cfg": "classifier_free"}

@@ -29,17 +29,20 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .checks import require_choice, require_int
+from .choices import DTYPES
 from .errors import NumericalError, SettingsError
-from .guidance import Classifier, make_predict, rows_per_model_call, uses_classifier_free
 from .acceleration import Acceleration, accelerate
+from .guidance import Classifier, make_predict, rows_per_model_call, uses_classifier_free
 from .models.denoiser import Denoiser
 from .models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
 from .noise import SampleNoise, sample_seeds
 from .samplers import SamplerSettings, Step
+from .samplers.base import timestep_value
 from .samplers.ddim import DDIMSettings, ddim_invert
 from .settings import CLASS_CYCLE, RunSettings
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 ACCELERATOR_CHECK_WINDOW = 8   # steps computed ahead per NaN check (one host sync) on a GPU
 
 
@@ -65,8 +68,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name not in _DTYPES:
-        raise SettingsError(f"dtype must be one of {', '.join(_DTYPES)}, got {name!r}")
+    require_choice("dtype", name, DTYPES)
     if name != "float32" and device.type == "cpu":
         raise SettingsError(f"dtype {name} runs only on a GPU (cuda or mps); on the cpu use float32")
     return _DTYPES[name]
@@ -75,8 +77,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def _resolve_sampler(settings: RunSettings, card) -> SamplerSettings:
     """The sampler's settings against the card; DDIM's use_clipped_model_output=None becomes on exactly when
     guidance is on: guided eps and the clipped x0 it implies disagree, and DDIM's direction term then drives
-    samples off the data (measured on the digits model: CFG 3 gave the requested digit 5% of the time, 100%
-    with eps re-derived from the clipped x0, as GLIDE and improved-diffusion do)."""
+    samples off the data, which is why GLIDE and improved-diffusion re-derive eps from the clipped x0."""
     sampler = settings.sampler.resolve(card)
     if isinstance(sampler, DDIMSettings) and sampler.use_clipped_model_output is None:
         guidance = settings.guidance
@@ -171,11 +172,8 @@ class Run:
         # one context object for the whole run: entering it costs less than building one per step
         self._grad_mode = torch.no_grad() if settings.guidance.kind == "classifier" else torch.inference_mode()
         self._steps: Iterator[Step] = self.sampler.run(self._predict, self.schedule, self.timesteps, self.x_T, self.noise)
-        if check_window is not None and (isinstance(check_window, bool) or not isinstance(check_window, int)
-                                         or check_window < 1):
-            raise SettingsError(f"check_window must be an integer >= 1, got {check_window!r}")
+        require_int("check_window", check_window, 1, optional=True)
         self.check_window = check_window or (1 if self.device.type == "cpu" else ACCELERATOR_CHECK_WINDOW)
-        self._on_host = self.device.type == "cpu"
         self._checked: deque[Step] = deque()   # computed and found finite, not yet handed out
         self._failure: NumericalError | None = None
         self.steps_done = 0
@@ -204,28 +202,6 @@ class Run:
         return self
 
     def __next__(self) -> Step:
-        if self._checked or self.check_window != 1 or self._failure is not None or not self._on_host:
-            return self._next_checked()
-        # The CPU's path, one step per check, all in this frame: it runs right after every model call, when the
-        # interpreter's code is cold and every call of ours costs several times what it costs warm. The check
-        # is made in the grad mode the step was made in; a step not surely finite gets the full check.
-        with self._grad_mode:
-            try:
-                step = next(self._steps)
-            except StopIteration:
-                self.finished = True
-                raise
-            try:   # see _surely_finite_on_host
-                surely_finite = math.isfinite(torch.dot(step.eps_pred.reshape(-1), step.x_t.reshape(-1)).item())
-            except RuntimeError:
-                surely_finite = False
-        if not surely_finite:
-            self._keep_finite([step])
-            return self._next_checked()
-        self.steps_done += 1
-        return step
-
-    def _next_checked(self) -> Step:
         if not self._checked:
             self._compute_ahead()
         self.steps_done += 1
@@ -274,7 +250,8 @@ class Run:
             "studio_version": __version__,
             "model": {"name": self.card.name, "sha256": self.card.sha256, "format": self.card.format},
             "settings": self.settings.replace(sampler=self.sampler, network=self.acceleration.mode).to_dict(),
-            "timesteps": [int(t) for t in self.timesteps],
+            "timesteps": [timestep_value(t) for t in self.timesteps],
+            "model_calls": self.sampler.model_calls(self.num_steps),
             "seeds": list(self.seeds),
             "class_labels": self.class_labels,
             "device": str(self.device),
@@ -282,38 +259,30 @@ class Run:
         }
 
 
-def _all_finite_on_host(x: torch.Tensor) -> bool:
-    try:   # numpy's isfinite over a CPU tensor's memory: a few microseconds, a fifth of torch's isfinite + all
-        return bool(np.isfinite(x.detach().numpy()).all())
-    except TypeError:   # a dtype numpy does not have (bfloat16)
-        return bool(torch.isfinite(x).all())
-
-
-def _surely_finite_on_host(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """True only if every value of a and b is finite, in one pass over both: their dot product is NaN or Inf as
-    soon as either holds one (x * 0 is NaN for an infinite x). False may also mean the product overflowed:
-    then each is checked on its own. A step's cheapest check, which matters: it runs right after a model call,
-    when little of the interpreter is still in the CPU's caches."""
-    try:   # torch's own dot: after a model call its code is still warm, numpy's is not (measured: 35 vs 90 µs)
-        return math.isfinite(torch.dot(a.reshape(-1), b.reshape(-1)).item())
-    except RuntimeError:   # dtypes or sizes that differ
-        return False
-
-
 def _first_non_finite(steps: list[Step]) -> tuple[int | None, str]:
     """Index in ``steps`` of the first step with a NaN or Inf, and where it is ("the model's prediction" or
-    "x_t"); (None, "") when all are finite. One host sync for all the steps on a GPU."""
-    if steps[0].x_t.device.type == "cpu":
-        flags = [(True, True) if _surely_finite_on_host(s.eps_pred, s.x_t) else
-                 (_all_finite_on_host(s.eps_pred), _all_finite_on_host(s.x_t)) for s in steps]
-    else:
-        stacked = torch.stack([torch.stack([torch.isfinite(s.eps_pred).all(), torch.isfinite(s.x_t).all()])
-                               for s in steps])
-        flags = stacked.tolist()
-    for index, (eps_finite, x_finite) in enumerate(flags):
-        if not (eps_finite and x_finite):
-            return index, "the model's prediction" if not eps_finite else "x_t"
+    "x_t"); (None, "") when all are finite. One host sync for all the steps."""
+    flags = [_finite_or_unsure(step) for step in steps]
+    if not all(flags):   # exact flags for the steps the cheap test could not clear (one sync on a GPU)
+        exact = torch.stack([torch.stack([torch.isfinite(s.eps_pred).all(), torch.isfinite(s.x_t).all()])
+                             for s in steps]).tolist()
+        for index, (eps_finite, x_finite) in enumerate(exact):
+            if not (eps_finite and x_finite):
+                return index, "the model's prediction" if not eps_finite else "x_t"
     return None, ""
+
+
+def _finite_or_unsure(step: Step) -> bool:
+    """True only when every value of the step's eps_pred and x_t is finite, read from one number: their dot
+    product is NaN or Inf as soon as either holds one (x * 0 is NaN for an infinite x). False may also mean the
+    product overflowed; the caller then checks each value. On a GPU, False without reading anything: the
+    steps of a window are checked together there, with one sync."""
+    if step.x_t.device.type != "cpu":
+        return False
+    try:
+        return math.isfinite(torch.dot(step.eps_pred.reshape(-1), step.x_t.reshape(-1)).item())
+    except RuntimeError:   # dtypes or sizes that differ
+        return False
 
 
 def sample(denoiser: Denoiser, settings: RunSettings, **kwargs) -> Run:

@@ -40,7 +40,3 @@ class NumericalError(StudioError, FloatingPointError):
         self.index = index
         self.t = t
         self.what = what if what is not None else message
-
-
-class Cancelled(StudioError):
-    """A run was stopped by its caller."""

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .models.denoiser import Denoiser
+from .models.denoiser import Denoiser, timestep_dtype
 from .prediction import Prediction, x0_from_eps
 from .samplers.base import Predict
 from .settings import GuidanceSettings
@@ -25,11 +25,12 @@ def _with_eps(x_t: torch.Tensor, eps: torch.Tensor, sqrt_terms: tuple[float, flo
     return Prediction(eps=eps, x0=x0_from_eps(x_t, eps, *sqrt_terms), var_values=var_values)
 
 
-def classifier_gradient(classifier: Classifier, x_t: torch.Tensor, t: int, labels: torch.Tensor) -> torch.Tensor:
-    """grad_x log p(y | x_t, t), summed over the batch (each sample's gradient is its own)."""
+def classifier_gradient(classifier: Classifier, x_t: torch.Tensor, t: float, labels: torch.Tensor) -> torch.Tensor:
+    """grad_x log p(y | x_t, t), summed over the batch (each sample's gradient is its own). A fractional t (the
+    sigma-space solvers') reaches the classifier as a float timestep, as it reaches the denoiser."""
     with torch.inference_mode(False), torch.enable_grad():
         x = x_t.detach().clone().requires_grad_(True)
-        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        t_batch = torch.full((x.shape[0],), t, dtype=timestep_dtype(t), device=x.device)
         log_prob = classifier.log_prob(x, t_batch, labels)
         (grad,) = torch.autograd.grad(log_prob.sum(), x)
     return grad.detach().float()
@@ -64,20 +65,21 @@ def make_predict(
         return functools.partial(denoiser.predict, class_labels=model_labels)
     both_labels = torch.cat([target_labels, null_labels]) if use_cfg else None   # one tensor for every step
 
-    def predict(x_t: torch.Tensor, t: int) -> Prediction:
+    def predict(x_t: torch.Tensor, t: float, sqrt_terms: tuple[float, float] | None = None) -> Prediction:
+        level = sqrt_terms or schedule.sqrt_terms(t)
         if use_cfg:
             # One forward on the doubled batch: conditional half, then unconditional half.
-            both = denoiser.predict(torch.cat([x_t, x_t]), t, both_labels)
+            both = denoiser.predict(torch.cat([x_t, x_t]), t, both_labels, sqrt_terms=sqrt_terms)
             eps_cond, eps_uncond = both.eps.chunk(2)
             eps = eps_uncond + guidance.scale * (eps_cond - eps_uncond)
             var_values = None if both.var_values is None else both.var_values.chunk(2)[0]
-            pred = _with_eps(x_t, eps, schedule.sqrt_terms(t), var_values)
+            pred = _with_eps(x_t, eps, level, var_values)
         else:
-            pred = denoiser.predict(x_t, t, model_labels)
+            pred = denoiser.predict(x_t, t, model_labels, sqrt_terms=sqrt_terms)
         if use_classifier:
             grad = classifier_gradient(classifier, x_t, t, target_labels)
-            eps = pred.eps - guidance.scale * schedule.sqrt_terms(t)[1] * grad
-            pred = _with_eps(x_t, eps, schedule.sqrt_terms(t), pred.var_values)
+            eps = pred.eps - guidance.scale * level[1] * grad
+            pred = _with_eps(x_t, eps, level, pred.var_values)
         return pred
 
     return predict

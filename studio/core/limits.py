@@ -24,7 +24,7 @@ MAX_JSON_DEPTH = 64
 # --- the model card --------------------------------------------------------------------------------------------
 # Every schedule array (betas, alpha_bar, sigma, ...) holds T numbers, and the cosine recipe is a Python loop over
 # T. diffusers models use T = 1000 (some 4000); 100,000 keeps every array under a megabyte and the cosine loop
-# under 0.1 s, while T = 3e7 would take gigabytes and minutes. trained_betas (whose length is T) share the cap.
+# short, while T = 3e7 would take gigabytes and minutes. trained_betas (whose length is T) share the cap.
 MAX_TRAIN_TIMESTEPS = 100_000
 # Values in one sample (the product of data_shape): every run allocates batch x this many floats several times
 # over (x_t, the network's answer, previews). 2**26 is a 4096 x 4096 image of 4 channels, 256 MiB per sample in
@@ -39,7 +39,7 @@ MAX_CLASSES = 100_000
 # ZIP_SLACK for small entries) is a zip bomb, refused before torch inflates anything.
 MAX_ZIP_EXPANSION = 4
 ZIP_SLACK = 1 * MiB
-# An entry larger than ZIP_SLACK compressed at more than this ratio is a bomb too (float weights compress ~1.1:1).
+# An entry larger than ZIP_SLACK compressed at more than this ratio is a bomb too (float weights hardly compress).
 MAX_ZIP_ENTRY_RATIO = 100
 
 # --- safetensors ----------------------------------------------------------------------------------------------

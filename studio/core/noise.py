@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from .checks import require_int
 from .errors import SettingsError
 
 MAX_SEED = 2**63 - 1
@@ -35,10 +36,8 @@ def sample_seeds(seed: int, batch_size: int) -> list[int]:
 
 def check_seeds(seed: int, batch_size: int) -> None:
     """Seed and batch size valid together (without making the list: a batch size may be absurdly large)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SettingsError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SettingsError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    require_int("seed", seed, 0, MAX_SEED)
+    require_int("batch_size", batch_size, 1)
     if seed + batch_size - 1 > MAX_SEED:
         raise SettingsError(f"seed + batch_size - 1 must not exceed {MAX_SEED}")
 
@@ -98,7 +97,7 @@ class SampleNoise:
 
     def _draw_one(self) -> torch.Tensor:
         # Filling each row in place consumes each generator exactly as randn((1, *shape)) would (tested),
-        # at half the cost of randn + cat.
+        # and costs less than randn + cat.
         noise = torch.empty((len(self.generators), *self.shape), dtype=torch.float32, device=self.draw_device)
         for row, generator in zip(noise.unbind(0), self.generators):
             row.normal_(generator=generator)

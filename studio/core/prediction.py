@@ -13,25 +13,20 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .checks import require_choice
+from .choices import LEARNED_VARIANCE_TYPES, PREDICTION_ALIASES, PREDICTION_TYPES, VARIANCE_TYPES
 from .errors import SettingsError
-
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-_PREDICTION_ALIASES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
-VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned", "learned_range")
-LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
 
 
 def normalise_prediction_type(name: str) -> str:
-    name = _PREDICTION_ALIASES.get(name, name)
+    name = PREDICTION_ALIASES.get(name, name)
     if name not in PREDICTION_TYPES:
         raise SettingsError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)} (or eps, x0, v), got {name!r}")
     return name
 
 
 def check_variance_type(name: str) -> str:
-    if name not in VARIANCE_TYPES:
-        raise SettingsError(f"variance_type must be one of {', '.join(VARIANCE_TYPES)}, got {name!r}")
-    return name
+    return require_choice("variance_type", name, VARIANCE_TYPES)
 
 
 @dataclass
@@ -68,8 +63,7 @@ def _from_v(model_output, x_t, sqrt_ab, sqrt_1m_ab, var_values=None) -> Predicti
     return Prediction(sqrt_ab * model_output + sqrt_1m_ab * x_t, sqrt_ab * x_t - sqrt_1m_ab * model_output, var_values)
 
 
-# (model_output, x_t, sqrt(alpha_bar), sqrt(1 - alpha_bar), var_values) -> Prediction, one per prediction type:
-# a denoiser picks its converter once rather than comparing strings at every model call
+# (model_output, x_t, sqrt(alpha_bar), sqrt(1 - alpha_bar), var_values) -> Prediction, one per prediction type
 PREDICTION_CONVERTERS = {"epsilon": _from_epsilon, "sample": _from_sample, "v_prediction": _from_v}
 
 
@@ -80,19 +74,6 @@ def prediction_converter(prediction_type: str):
         raise SettingsError(
             f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}"
         ) from None
-
-
-def to_prediction(
-    model_output: torch.Tensor,
-    x_t: torch.Tensor,
-    sqrt_alpha_bar: float,
-    sqrt_one_minus_alpha_bar: float,
-    prediction_type: str,
-    var_values: torch.Tensor | None = None,
-) -> Prediction:
-    """eps and x0 from the network's output at a timestep with the given sqrt(alpha_bar), sqrt(1 - alpha_bar)."""
-    return prediction_converter(prediction_type)(model_output, x_t, sqrt_alpha_bar, sqrt_one_minus_alpha_bar,
-                                                 var_values)
 
 
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sqrt_alpha_bar: float, sqrt_one_minus_alpha_bar: float):

@@ -35,7 +35,7 @@ def _as_cpu_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def _uint8_tiles(values: torch.Tensor, low: torch.Tensor | float, factor: torch.Tensor | float) -> np.ndarray:
     """(..., C, H, W) float32 -> (..., H, W, 3) uint8: (v - low) * factor, NaN black, rounded half to even,
-    clipped. A few torch calls for any number of pictures (numpy took several times as many, each costly in
+    clipped. A few torch calls for any number of pictures (numpy needs several times as many, each costly in
     the sampling worker right after a model call); the same float32 arithmetic, so the same bytes."""
     channels = values.shape[-3]
     rgb = values[..., :3, :, :] if channels in (3, 4) else values[..., :1, :, :]   # grey: one channel, then 3

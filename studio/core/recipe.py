@@ -11,13 +11,16 @@ its own). ``settings_from_recipe`` turns it back into RunSettings for the window
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .checks import is_number
 from .errors import SettingsError
 from .export import write_png_image
+from .samplers.base import timestep_value
 from .settings import CLASS_CYCLE, RunSettings
 
 RECIPE_KEY = "sampling-studio"
@@ -26,7 +29,7 @@ SOFTWARE_KEY = "Software"
 RECIPE_FORMAT = "sampling-studio/recipe"
 RECIPE_VERSION = 1
 _REQUIRED = ("format", "settings", "seed", "model", "timesteps")
-_PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "data")
+_PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "data", "model_calls")
 
 
 def sample_png_name(index: int) -> str:
@@ -115,7 +118,7 @@ def _recipe(run_record: dict, settings: dict, **which) -> dict:
         "model": dict(run_record["model"]),
         "settings": settings,
         **which,
-        "timesteps": [int(t) for t in run_record["timesteps"]],
+        "timesteps": [timestep_value(t) for t in run_record["timesteps"]],
         "device": run_record.get("device"),
         "dtype": run_record.get("dtype"),
     }
@@ -173,7 +176,9 @@ _FIELD_TYPES = {
               and _is_sha256(v.get("sha256")), "an object with the model's name and sha256"),
     "settings": (lambda v: isinstance(v, dict), "an object"),
     "seed": (_is_int, "an integer"),
-    "timesteps": (lambda v: isinstance(v, list) and all(_is_int(t) for t in v), "a list of integers"),
+    "timesteps": (lambda v: isinstance(v, list) and all(is_number(t) and math.isfinite(t) for t in v),
+                  "a list of timesteps (numbers)"),
+    "model_calls": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "checkpoint": (lambda v: v is None or isinstance(v, str), "a path or a bundled model name"),
     "classifier": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("checkpoint", ""), (str, type(None)))
                                            and _is_sha256(v.get("sha256"))), "an object with the classifier's checkpoint"),

@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from .checks import require_choice, require_int, require_number
 from .choices import SPACINGS
 from .errors import SettingsError
 from .limits import MAX_TRAIN_TIMESTEPS
@@ -66,16 +67,12 @@ class ScheduleConfig:
                     f"trained_betas has {len(self.trained_betas)} entries but num_train_timesteps is "
                     f"{self.num_train_timesteps}; they must be equal"
                 )
-        if not isinstance(self.num_train_timesteps, int) or isinstance(self.num_train_timesteps, bool) \
-                or self.num_train_timesteps < 1:
-            raise SettingsError(f"num_train_timesteps must be an integer >= 1, got {self.num_train_timesteps!r}")
+        require_int("num_train_timesteps", self.num_train_timesteps, 1)
         if self.num_train_timesteps > MAX_TRAIN_TIMESTEPS:
             raise SettingsError(f"num_train_timesteps is {self.num_train_timesteps:,}; the studio reads at most "
                                 f"{MAX_TRAIN_TIMESTEPS:,} timesteps (diffusion models use about 1,000)")
         for name in ("beta_start", "beta_end"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise SettingsError(f"{name} must be a finite number, got {value!r:.80}")
+            require_number(name, getattr(self, name))
         if self.trained_betas is None:
             if schedule not in BETA_SCHEDULES:
                 raise SettingsError(
@@ -160,7 +157,7 @@ def _validate_betas(betas: np.ndarray) -> None:
 
 
 class NoiseSchedule:
-    """The arrays derived from T betas. Index t = 0 .. T-1; ``alpha_bar_at(-1)`` is 1 (clean data)."""
+    """The arrays derived from T betas, indexed by t = 0 .. T-1 (``sqrt_terms(-1)``: clean data, alpha_bar = 1)."""
 
     def __init__(self, betas: np.ndarray | list[float], betas32: torch.Tensor | None = None):
         betas = np.asarray(betas, dtype=np.float64)
@@ -199,10 +196,6 @@ class NoiseSchedule:
 
     def __len__(self) -> int:
         return self.num_train_timesteps
-
-    def alpha_bar_at(self, t: int, final: float = 1.0) -> np.float32:
-        """alpha_bar_t as float32; t < 0 means past the last step, where it is ``final`` (1 = clean data)."""
-        return self.alpha_bar32[t] if t >= 0 else np.float32(final)
 
     def sqrt_terms(self, t: int) -> tuple[float, float]:
         """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) as diffusers computes them; t < 0 gives (1, 0)."""
@@ -250,16 +243,12 @@ def select_timesteps(
     T = num_train_timesteps
     if explicit is not None:
         return _explicit_timesteps(T, explicit)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not (1 <= steps <= T):
-        raise SettingsError(f"steps must be an integer from 1 to {T} (num_train_timesteps), got {steps!r}")
-    steps = int(steps)
-    if spacing not in SPACINGS:
-        raise SettingsError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
+    steps = require_int("steps", steps, 1, T, hint=" (num_train_timesteps)")
+    require_choice("spacing", spacing, SPACINGS)
     if spacing != "leading" and steps_offset:
         raise SettingsError("steps_offset applies only to 'leading' spacing")
     if spacing == "leading":
-        if not isinstance(steps_offset, (int, np.integer)) or steps_offset < 0:
-            raise SettingsError(f"steps_offset must be an integer >= 0, got {steps_offset!r}")
+        require_int("steps_offset", steps_offset, 0)
         stride = T // steps
         ascending = np.arange(steps, dtype=np.int64) * stride + int(steps_offset)
         if ascending[-1] > T - 1:

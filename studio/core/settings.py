@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from .checks import require_choice, require_int, require_number
-from .choices import DEVICES, DTYPES, GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES, NOISE_DEVICES
+from .choices import CLASS_CYCLE, DEVICES, DTYPES, GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES, NOISE_DEVICES
 from .errors import SettingsError
 from .noise import check_seeds, sample_seeds
 from .samplers import DDIMSettings, SamplerSettings, settings_from_dict
 
-CLASS_CYCLE = "cycle"
+__all__ = ["CLASS_CYCLE", "GuidanceSettings", "RunSettings"]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """``studio`` and ``studio PATH``: start Qt, open the window, run the event loop.
 
-Importing torch takes longer than the goal for a painted window (about 1.5 s on 2 cores), so the window
-appears first: a light shell (the title, "Loading…", where the studio window will be) is shown and painted
-before anything imports torch; then the studio window is built, shown in its place, and the shell closes.
+Importing torch takes longer than a person should wait for a painted window, so the window appears first: a
+light shell (the title, "Loading…", where the studio window will be) is shown and painted before anything
+imports torch; then the studio window is built, shown in its place, and the shell closes.
 """
 
 from __future__ import annotations

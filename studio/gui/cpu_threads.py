@@ -3,9 +3,9 @@
 torch's CPU kernels run on OpenMP thread teams, and GNU OpenMP (libgomp, which torch's Linux wheels ship)
 keeps a pool of threads for every thread that ever ran a parallel region with more than one thread. When the
 threads of all pools outnumber the cores, libgomp stops spinning between parallel regions and puts its
-threads to sleep instead, and every model call then waits for its team to wake up. Measured on 2 cores: a
-run in the worker took 3x the headless engine's time after the GUI thread had once used 2 threads, and the
-same time as the headless engine when it had not.
+threads to sleep instead, and every model call then waits for its team to wake up: on a machine with few
+cores, a run in the worker would be several times slower than the headless engine once the GUI thread had used
+more than one thread.
 
 So the GUI thread does its own torch work on one thread (``prepare_gui_thread``: it never makes a pool), a
 pool it made before the window opened is released before each CPU run (``release_gui_thread_pool``), and the

@@ -2,11 +2,11 @@
 the GUI thread's CPU time stays within ``GUI_SHARE`` of the wall time.
 
 On a CPU the GUI thread's work is taken from the sampler (a core, and the interpreter's lock the worker needs
-between its torch calls), and painting a window of pyqtgraph views costs tens of milliseconds on a slow
-machine: measured on 2 cores, painting 8 times a second made a fast model's run 10-15% slower than the
-headless engine. So each live paint measures the GUI thread's CPU time since the last one (everything it
-did: the steps it took in, the paint, the plots) and stretches or shrinks the next interval in proportion,
-between ``REPAINT_INTERVAL_MS`` and ``MAX_INTERVAL_MS``. A fast machine keeps 8 repaints a second; a slow one
+between its torch calls), and painting a window of pyqtgraph views is costly on a slow machine: at a fixed
+pace, a fast model's run in the window would fall behind the headless engine. So each live paint measures
+the GUI thread's CPU time since the last one (everything it did: the steps it took in, the paint, the plots)
+and stretches or shrinks the next interval in proportion, between ``REPAINT_INTERVAL_MS`` and
+``MAX_INTERVAL_MS``. A fast machine keeps 8 repaints a second; a slow one
 shows fewer, and every step is still kept for the timeline.
 """
 

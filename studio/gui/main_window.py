@@ -1,77 +1,43 @@
 """The studio window: model, sampler and seed panels, the batch previews, the timeline, plots.
 
-Built the way Qt's own mainwindows/application example builds a window (create actions, menus, toolbar,
-docks; read settings on start, write them on close), with every dock named so its layout is remembered.
-The window turns clicks into RunSettings, hands them with the model to a RunController (a worker thread)
-and lets the RunPresenter show what comes back. ``MainWindow()`` needs no event loop to be built.
+Built the way Qt's own mainwindows/application example builds a window (``window_layout``: actions, menus,
+toolbar, docks; read settings on start, write them on close), with every dock named so its layout is
+remembered. The window turns clicks into RunSettings and a RunSession (``run_session``) runs them on a worker
+thread while the RunPresenter shows what comes back. ``MainWindow()`` needs no event loop to be built.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
-import sys
-import time
-import traceback
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import (
-    QAbstractButton, QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-    QPushButton, QSizePolicy, QSplitter, QStackedWidget, QToolBar, QVBoxLayout, QWidget,
-)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from ..core.bundled import DEFAULT_MODEL, bundled_by_name, bundled_of_source
 from ..core.errors import StudioError
-from ..core.models.fixed_batch import DEFAULT_MODEL_BATCH
-from ..core.recipe import recorded_source
 from ..core.settings import RunSettings
-from . import persistence
+from . import persistence, window_layout
 from .classifiers import ClassifierChoice
 from .cpu_threads import prepare_gui_thread
-from .error_banner import ErrorBanner
-from .export_actions import ExportActions
-from .panels.model_panel import ModelPanel
-from .panels.plots_panel import PlotsPanel
-from .panels.sampler_panel import SamplerPanel
-from .panels.seed_panel import SeedPanel
 from .recipe_opening import device_choice, open_recipe_png
-from .trust_dialog import open_trusting
 from .run_presenter import RunPresenter
-from .views.focus_view import FocusView
-from .views.preview_pane import PreviewPane
-from .views.progress_bar import ProgressBar
-from .views.timeline import Timeline
-from .worker import CANCELLED, FAILED, RunController, RunOutcome
+from .run_session import RunSession
+from .trust_dialog import open_trusting
+from .worker import RunController
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
-FRAME_BUDGET_KEY = "run/frame_budget_mib"
-PROGRESS_INTERVAL_S = 0.1   # the status text and progress bar follow a run at most this often (and at its end)
+logger = logging.getLogger("studio.gui")
 
-EMPTY_STATE_TEXT = ("<h2>No model loaded</h2><p>Open a checkpoint with <b>File ▸ Open checkpoint or PNG…</b> "
-                    "(Ctrl+O), pick one in the Model panel, or drop a checkpoint file, a diffusers folder or a PNG "
-                    "the studio exported onto this window.</p>")
+FRAME_BUDGET_KEY = "run/frame_budget_mib"
 CHECKPOINT_FILTER = ("Checkpoints and studio PNGs (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript *.png);;"
                      "Checkpoints (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript);;"
                      "PNGs exported by the studio (*.png);;All files (*)")
-
-
-def store_summary(store) -> str:
-    """What the run's trajectory store kept, for the status bar; past the memory budget, it says keyframes."""
-    if store.keeps_every_step:
-        return store.describe()
-    return (f"keyframes: every {store.stride} steps and the latest are kept ({store.nbytes / 2**20:.1f} MiB; "
-            f"frame memory {store.budget_bytes / 2**20:.0f} MiB, Seed panel)")
-
-
-def network_summary(info) -> str:
-    """The network mode a run uses, when there is something to say: a faster mode, or why it fell back."""
-    if info.network_note:
-        return f"network plain: {info.network_note}"
-    return "" if info.network == "plain" else f"network {info.network}"
 
 
 def is_png(path) -> bool:
@@ -103,25 +69,37 @@ class MainWindow(QMainWindow):
         self.source: str | None = None
         self.classifiers = ClassifierChoice()   # noise-aware classifiers for classifier guidance, loaded lazily
         self.controller = RunController(self)
-        self._run_model = None       # (card, schedule) of the run in progress
         self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
         self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
-        self._progress_at = 0.0
-        self._run_network = ""   # the run's network mode, when it is not plain or fell back (for the status bar)
-        self._create_actions()
-        self._create_central()
-        self._create_docks()
-        self._create_menus()
-        self._create_toolbar()
-        self._create_status_bar()
-        self._connect()
+        self.last_run_exception: BaseException | None = None   # what the last failed run raised
+        window_layout.build(self)
+        self.presenter = RunPresenter(self.preview_xt, self.preview_x0, self.focus_view, self.timeline,
+                                      self.plots_panel, self)
+        self.runs = RunSession(self)
+        self._connect_signals()
         self._default_state = self.saveState(persistence.STATE_VERSION)
         self._read_window_settings()
+        self._apply_run_settings(persistence.read_json("run/settings"))
+        self._open_first_model(checkpoint, restore_last, open_default)
+        self._refresh_model_list()
+        self.update_actions()
 
+    def _connect_signals(self) -> None:
+        self.model_panel.source_chosen.connect(lambda source: self.open_checkpoint(source))
+        self.model_panel.open_file_requested.connect(self.open_checkpoint_dialog)
+        self.model_panel.open_folder_requested.connect(self.open_folder_dialog)
+        self.model_panel.run_device_changed.connect(self._show_device)
+        self.seed_panel.budget_spin.valueChanged.connect(self._frame_budget_changed)
+        self.presenter.step_shown.connect(lambda _: self.update_actions())
+        for pane in (self.preview_xt, self.preview_x0):
+            pane.grid.tile_menu_requested.connect(self.exports.show_tile_menu)
+
+    def _open_first_model(self, checkpoint, restore_last: bool, open_default: bool) -> None:
+        """The checkpoint asked for, else the last session's (``restore_last``), else the bundled default; a
+        checkpoint that does not open leaves its message, and the default opens in its place."""
         restored = checkpoint is None and restore_last
         if restored:
             checkpoint = persistence.last_checkpoint()
-        self._apply_run_settings(persistence.read_json("run/settings"))
         opened = checkpoint is not None and (self.open_checkpoint(checkpoint, implicit=True) if restored
                                              else self.open_path(checkpoint))
         if not opened and open_default and bundled_by_name(DEFAULT_MODEL).path.is_file():
@@ -129,199 +107,6 @@ class MainWindow(QMainWindow):
             if checkpoint is not None and self.denoiser is not None:
                 self.error_banner.show_message(
                     f"{self.error_banner.text.text()}\nThe bundled {DEFAULT_MODEL!r} model was opened instead.")
-        self._refresh_model_list()
-        self._update_actions()
-
-    # ==== construction =============================================================================================
-    def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
-        action = QAction(text, self)
-        action.setObjectName(name)
-        if shortcuts:
-            action.setShortcuts([QKeySequence(s) for s in shortcuts])
-        if tip:
-            action.setStatusTip(tip)
-            action.setToolTip(tip)
-        action.triggered.connect(slot)
-        self.addAction(action)   # shortcuts work even when the action's menu is closed
-        return action
-
-    def _create_actions(self) -> None:
-        self.open_action = self._action("openCheckpointAction", "&Open checkpoint or PNG…",
-                                        self.open_checkpoint_dialog, [QKeySequence.StandardKey.Open],
-                                        "Open a checkpoint file, or a PNG the studio exported to make it again (Ctrl+O)")
-        self.open_folder_action = self._action("openFolderAction", "Open diffusers &folder…", self.open_folder_dialog,
-                                               tip="Open a diffusers model or pipeline folder")
-        self.exports = ExportActions(self)
-        self.quit_action = self._action("quitAction", "&Quit", self.close, [QKeySequence.StandardKey.Quit])
-        self.generate_action = self._action("generateAction", "&Generate", self.generate,
-                                            ["Ctrl+Return", "Ctrl+Enter"], "Sample a batch (Ctrl+Enter)")
-        self.cancel_action = self._action("cancelAction", "&Cancel", self.cancel, ["Esc"],
-                                          "Stop the run after the model call in progress; the steps done stay (Esc)")
-        self.play_action = self._action("playAction", "&Play / pause", self._space_pressed,
-                                        ["Space"], "Play the steps as a movie (Space)")
-        self.back_action = self._action("stepBackAction", "Step &back", lambda: self.timeline.step_back(),
-                                        ["Left"], "Show the step before (Left)")
-        self.forward_action = self._action("stepForwardAction", "Step &forward", lambda: self.timeline.step_forward(),
-                                           ["Right"], "Show the step after (Right)")
-        self.first_action = self._action("firstStepAction", "&First step", lambda: self.timeline.first(),
-                                         ["Home"], "Show the first step (Home)")
-        self.last_action = self._action("lastStepAction", "&Last step", lambda: self.timeline.last(),
-                                        ["End"], "Show the last step (End)")
-        self.reset_layout_action = self._action("resetLayoutAction", "&Reset layout", self.reset_layout,
-                                                tip="Put every panel back where it started")
-        self.about_action = self._action("aboutAction", "&About Sampling Studio", self.about)
-
-    def _create_central(self) -> None:
-        self.error_banner = ErrorBanner()
-        self.preview_xt = PreviewPane("x_t, the noisy sample", "The batch's x_t: the sample after the step shown. "
-                                      "Click a tile to look at it closely below.")
-        self.preview_xt.setObjectName("previewXt")
-        self.preview_xt.setAccessibleName("x_t of the batch")
-        self.preview_x0 = PreviewPane("x0_pred, the model's guess of the clean sample",
-                                      "The batch's predicted x0: where the model thinks each sample is heading. "
-                                      "Click a tile to look at it closely below.")
-        self.preview_x0.setObjectName("previewX0")
-        self.preview_x0.setAccessibleName("Predicted x0 of the batch")
-        self.focus_view = FocusView()
-        grids = QSplitter(Qt.Orientation.Horizontal)
-        grids.setObjectName("gridsSplitter")
-        grids.addWidget(self.preview_xt)
-        grids.addWidget(self.preview_x0)
-        self.preview_splitter = QSplitter(Qt.Orientation.Vertical)
-        self.preview_splitter.setObjectName("previewSplitter")
-        self.preview_splitter.addWidget(grids)
-        self.preview_splitter.addWidget(self.focus_view)
-        self.preview_splitter.setStretchFactor(0, 3)
-        self.preview_splitter.setStretchFactor(1, 2)
-        self.empty_state = QLabel(EMPTY_STATE_TEXT)
-        self.empty_state.setObjectName("emptyState")
-        self.empty_state.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_state.setWordWrap(True)
-        self.centre_stack = QStackedWidget()
-        self.centre_stack.addWidget(self.empty_state)
-        self.centre_stack.addWidget(self.preview_splitter)
-        self.timeline = Timeline()
-        centre = QWidget()
-        box = QVBoxLayout(centre)
-        box.setContentsMargins(4, 4, 4, 0)
-        box.addWidget(self.error_banner)
-        box.addWidget(self.centre_stack, 1)
-        box.addWidget(self.timeline)
-        self.setCentralWidget(centre)
-
-    def _space_pressed(self) -> None:
-        """Space plays/pauses the timeline, except that a focused button or list still gets its own Space
-        (keyboard users press buttons and open combo boxes with it)."""
-        focus = QApplication.focusWidget()
-        if isinstance(focus, QAbstractButton) and focus is not self.timeline.play_button and focus.isEnabled():
-            focus.animateClick()
-        elif isinstance(focus, QComboBox):
-            focus.showPopup()
-        else:
-            self.timeline.toggle_play()
-
-    def _dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)   # saveState/restoreState find docks by objectName
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
-    def _create_docks(self) -> None:
-        self.model_panel = ModelPanel()
-        self.sampler_panel = SamplerPanel()
-        self.seed_panel = SeedPanel()
-        self.plots_panel = PlotsPanel()
-        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-        self.model_dock = self._dock("modelDock", "Model", self.model_panel, left)
-        self.sampler_dock = self._dock("samplerDock", "Sampler", self.sampler_panel, left)
-        self.seed_dock = self._dock("seedDock", "Seed", self.seed_panel, left)
-        self.plots_dock = self._dock("plotsDock", "Plots", self.plots_panel, right)
-        self.resizeDocks([self.model_dock, self.plots_dock], [330, 380], Qt.Orientation.Horizontal)
-        self.presenter = RunPresenter(self.preview_xt, self.preview_x0, self.focus_view, self.timeline,
-                                      self.plots_panel, self)
-
-    def _create_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.open_action, self.open_folder_action])
-        file_menu.addSeparator()
-        file_menu.addActions(self.exports.actions)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        run_menu = bar.addMenu("&Run")
-        run_menu.addActions([self.generate_action, self.cancel_action])
-        run_menu.addSeparator()
-        run_menu.addActions([self.play_action, self.back_action, self.forward_action, self.first_action,
-                             self.last_action])
-        view_menu = bar.addMenu("&View")
-        for dock in (self.model_dock, self.sampler_dock, self.seed_dock, self.plots_dock):
-            view_menu.addAction(dock.toggleViewAction())
-        view_menu.addSeparator()
-        view_menu.addAction(self.reset_layout_action)
-        bar.addMenu("&Help").addAction(self.about_action)
-
-    def _create_toolbar(self) -> None:
-        toolbar = QToolBar("Run")
-        toolbar.setObjectName("runToolBar")
-        toolbar.setIconSize(QSize(18, 18))
-        self.addToolBar(toolbar)
-        self.open_button = self._button("openButton", "Open…", self.open_action, "Open a checkpoint")
-        self.generate_button = self._button("generateButton", "Generate", self.generate_action, "Generate")
-        self.generate_button.setDefault(True)
-        self.generate_button.setStyleSheet("QPushButton#generateButton { font-weight: bold; padding: 4px 18px; }")
-        self.cancel_button = self._button("cancelButton", "Cancel", self.cancel_action, "Cancel the run")
-        for button in (self.open_button, self.generate_button, self.cancel_button):
-            toolbar.addWidget(button)
-        toolbar.addSeparator()
-        self.export_button = self.exports.toolbar_button()
-        toolbar.addWidget(self.export_button)
-        self.run_state_label = QLabel()
-        self.run_state_label.setObjectName("runStateLabel")
-        self.run_state_label.setContentsMargins(12, 0, 0, 0)
-        toolbar.addWidget(self.run_state_label)
-
-    def _button(self, name: str, text: str, action: QAction, accessible: str) -> QPushButton:
-        """A push button that triggers ``action`` and mirrors its enabled state and tooltip."""
-        button = QPushButton(text)
-        button.setObjectName(name)
-        button.setAccessibleName(accessible)
-        button.setToolTip(action.toolTip())
-        button.clicked.connect(action.trigger)
-        action.changed.connect(lambda: button.setEnabled(action.isEnabled()))
-        return button
-
-    def _create_status_bar(self) -> None:
-        status = self.statusBar()
-        self.status_label = QLabel("ready")
-        self.status_label.setObjectName("runStatusLabel")
-        # long messages are cut, not allowed to push the device and progress off the bar
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.device_label = QLabel()
-        self.device_label.setObjectName("deviceLabel")
-        self.progress_bar = ProgressBar()
-        self.progress_bar.setObjectName("progressBar")
-        self.progress_bar.setAccessibleName("Run progress")
-        self.progress_bar.setMaximumWidth(220)
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("%v/%m steps")
-        status.addWidget(self.status_label, 1)
-        status.addPermanentWidget(self.device_label)
-        status.addPermanentWidget(self.progress_bar)
-
-    def _connect(self) -> None:
-        self.controller.run_ready.connect(self._on_run_ready)
-        self.controller.steps_ready.connect(self._on_steps)
-        self.controller.run_done.connect(self._on_run_done)
-        self.model_panel.source_chosen.connect(lambda source: self.open_checkpoint(source))
-        self.model_panel.open_file_requested.connect(self.open_checkpoint_dialog)
-        self.model_panel.open_folder_requested.connect(self.open_folder_dialog)
-        self.model_panel.run_device_changed.connect(self._show_device)
-        self.seed_panel.budget_spin.valueChanged.connect(self._frame_budget_changed)
-        self.presenter.step_shown.connect(lambda _: self._update_actions())
-        for pane in (self.preview_xt, self.preview_x0):
-            pane.grid.tile_menu_requested.connect(self.exports.show_tile_menu)
 
     # ==== the model ================================================================================================
     @property
@@ -361,7 +146,7 @@ class MainWindow(QMainWindow):
             open_trusting(self, source, implicit)
         except Exception as exc:   # noqa: BLE001 -- an expected failure is a StudioError; anything else too shows
             if not isinstance(exc, StudioError):
-                traceback.print_exc(file=sys.stderr)
+                logger.exception("could not open %s", source)   # a bug: its traceback goes to the log
             name = os.path.basename(os.path.normpath(source)) or source
             self.show_error(f"Could not open {name}: {exc}" if isinstance(exc, StudioError)
                             else f"Could not open {name}: unexpected {type(exc).__name__}: {exc}")
@@ -397,18 +182,23 @@ class MainWindow(QMainWindow):
         self.plots_panel.set_schedule(self.denoiser.schedule)
         self.centre_stack.setCurrentWidget(self.preview_splitter)
         if remember and source is not None:
-            if bundled_of_source(source) is not None:
-                persistence.write_text("model/last", bundled_of_source(source).name)
-            elif bundled_by_name(source) is not None and not os.path.exists(source):
-                persistence.write_text("model/last", source)
-            else:
-                persistence.remember_checkpoint(os.path.abspath(source))
+            self._remember_source(source)
         self._refresh_model_list()
         self.setWindowTitle(f"{card.name} — Sampling Studio")
         self.status_label.setText(f"opened {card.name}")
         gc.collect()   # the previous model (and its run) go now, not at some later collection
-        self._update_actions()
+        self.update_actions()
         self.model_changed.emit(card)
+
+    @staticmethod
+    def _remember_source(source: str) -> None:
+        """Reopened next session: a bundled model by its name, a file by its absolute path (a recent file)."""
+        if bundled_of_source(source) is not None:
+            persistence.write_text("model/last", bundled_of_source(source).name)
+        elif bundled_by_name(source) is not None and not os.path.exists(source):
+            persistence.write_text("model/last", source)
+        else:
+            persistence.remember_checkpoint(os.path.abspath(source))
 
     def _refresh_model_list(self) -> None:
         current = self.source
@@ -439,112 +229,10 @@ class MainWindow(QMainWindow):
         )
 
     def generate(self) -> None:
-        if self.controller.running or self.denoiser is None:
-            return
-        try:
-            settings = self.current_settings()
-        except StudioError as exc:
-            self.show_error(str(exc))
-            return
-        card = self.card
-        options = {"record_extra": self._recipe_extra(card)}
-        if settings.guidance.kind == "classifier":
-            source, why_not = self.classifiers.for_model(card)
-            try:
-                if source is None:
-                    raise StudioError(f"classifier guidance is not available: {why_not}")
-                options["classifier"] = self.classifiers.load(source)
-            except StudioError as exc:
-                self.show_error(str(exc))
-                return
-            options["record_extra"]["classifier"] = {"checkpoint": recorded_source(source),
-                                                     "name": options["classifier"].card.name,
-                                                     "sha256": options["classifier"].card.sha256}
-        self.error_banner.hide()
-        persistence.write_json("run/settings", settings.to_dict())
-        if card.data_kind == "image":
-            # as `studio sample` does: the model sees DEFAULT_MODEL_BATCH rows per call, so a sample's bits are
-            # the same in any batch and alone (its PNG's recipe makes it again); vectors keep their one big call
-            settings = settings.replace(model_batch=DEFAULT_MODEL_BATCH)
-            options["record_extra"]["model_batch"] = DEFAULT_MODEL_BATCH
-        options["keep_floats"] = self.presenter.keeps_floats_for(settings.sampler.steps, settings.batch_size,
-                                                                 card.data_shape)
-        self._run_model = (card, self.denoiser.schedule)
-        self._run_network = ""
-        self.controller.start(self.denoiser, settings, **options)
-        self.progress_bar.setRange(0, settings.sampler.steps)
-        self.progress_bar.setValue(0)
-        compiling = settings.network.startswith("compiled")
-        self.status_label.setText("starting… (compiling the network: a first run takes tens of seconds)" if compiling
-                                  else "starting…")
-        self.run_state_label.setText("running — settings you change now apply to the next run")
-        self._update_actions()
-        self.run_started.emit()
-
-    def _recipe_extra(self, card) -> dict:
-        """What a PNG's recipe needs beyond the engine's record (as `studio sample` adds it)."""
-        extra = {"model_batch": 0, "data": {"kind": card.data_kind, "shape": list(card.data_shape),
-                                             "value_range": list(card.value_range)}}
-        if self.source is not None:
-            extra["checkpoint"] = recorded_source(self.source)
-        return extra
+        self.runs.start()
 
     def cancel(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-            self.status_label.setText("cancelling after the model call in progress…")
-            self.cancel_action.setEnabled(False)
-
-    def _on_run_ready(self, info) -> None:
-        card, schedule = self._run_model
-        self.presenter.on_run_ready(info, card, schedule)
-        self.progress_bar.setRange(0, info.num_steps)
-        self.device_label.setText(f"{info.device}, {info.dtype}")
-        self.model_panel.show_runs_on(f"{info.device}, {info.dtype}")
-        self._run_network = network_summary(info)
-        if self._run_network:
-            self.run_state_label.setText(f"running ({self._run_network}) — settings you change now apply to the "
-                                         "next run")
-
-    def _on_steps(self, steps) -> None:
-        """A batch of steps from the worker (a fast model's come several at a time): kept, the timeline grown
-        once, the status written at most every PROGRESS_INTERVAL_S; ``step_added`` for each."""
-        self.presenter.on_steps(steps)
-        frames = steps[-1].frames
-        done, total = frames.index + 1, frames.num_steps
-        now = time.perf_counter()
-        if done == total or now - self._progress_at >= PROGRESS_INTERVAL_S:   # text and bar repaint: not per step
-            self._progress_at = now
-            self.progress_bar.setValue(done)
-            rate = self.presenter.rate()
-            eta = (total - done) / rate if rate > 0 else 0.0
-            self.status_label.setText(f"step {done}/{total} · {rate:.1f} it/s · ETA {eta:.1f} s")
-        for step in steps:
-            self.step_added.emit(step.frames.index)
-
-    def _on_run_done(self, outcome: RunOutcome) -> None:
-        self.presenter.on_run_done()
-        self._run_model = None
-        self.run_state_label.setText("")
-        store = self.presenter.store
-        if store is not None and store.steps_done:
-            self.progress_bar.setValue(store.steps_done)   # a throttled update may have skipped the last ones
-        if outcome.status == FAILED:
-            self.show_error(outcome.message + ("" if store is None or not store.steps_done
-                                               else f" — the {store.steps_done} steps before it are kept"))
-            self.status_label.setText("the run failed")
-        elif outcome.status == CANCELLED:
-            self.status_label.setText(f"{outcome.message}; the steps done are kept")
-        else:
-            rate = outcome.steps_done / outcome.seconds if outcome.seconds > 0 else 0.0
-            self.status_label.setText(f"done: {outcome.steps_done} steps in {outcome.seconds:.1f} s "
-                                      f"({rate:.1f} it/s)" + (f" · {self._run_network}" if self._run_network else "")
-                                      + (f" · {store_summary(store)}" if store else ""))
-            if self.show_step_after_run is not None:
-                self.timeline.set_step(self.show_step_after_run - 1)   # the step the opened PNG showed
-        self.show_step_after_run = None
-        self._update_actions()
-        self.run_finished.emit(outcome)
+        self.runs.cancel()
 
     def _frame_budget_changed(self, mib: int) -> None:
         """The Seed panel's frame memory: the budget of the next run's trajectory store."""
@@ -555,7 +243,8 @@ class MainWindow(QMainWindow):
             self.device_label.setText(f"{self.model_panel.device()}, {self.model_panel.dtype()}")
             self.model_panel.show_runs_on(None)
 
-    def _update_actions(self) -> None:
+    def update_actions(self) -> None:
+        """Enable what applies now: Generate with a model and no run, Cancel during one, exports with steps."""
         running = self.controller.running
         has_model = self.denoiser is not None
         self.generate_action.setEnabled(has_model and not running)
@@ -567,9 +256,10 @@ class MainWindow(QMainWindow):
         for button, action in ((self.generate_button, self.generate_action), (self.cancel_button, self.cancel_action)):
             button.setEnabled(action.isEnabled())
 
-    def show_error(self, message: str) -> None:
-        """An expected failure: say what went wrong, keep everything else as it is."""
-        self.error_banner.show_message(message)
+    def show_error(self, message: str, details: str = "") -> None:
+        """An expected failure: say what went wrong, keep everything else as it is. ``details`` (an exception's
+        type, message and traceback) are offered behind the banner's "Details…" button."""
+        self.error_banner.show_message(message, details)
         self.status_label.setText(message.splitlines()[0])
         self.error_shown.emit(message)
 
@@ -622,7 +312,7 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, persistence.STATE_VERSION)
-        for dock in (self.model_dock, self.sampler_dock, self.seed_dock, self.plots_dock):
+        for dock in window_layout.docks(self):
             dock.show()
 
     def about(self) -> None:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-MIN_STD = 5.0   # a grid of samples is far from one flat colour (digits measure ~60); blank or flat paints ~0
+MIN_STD = 5.0   # a grid of samples is far from one flat colour; a blank or flat paint is close to 0
 
 
 def build_parser() -> argparse.ArgumentParser:

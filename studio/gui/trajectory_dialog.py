@@ -9,10 +9,11 @@ from PySide6.QtWidgets import (
     QRadioButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from ..core.choices import ANIMATION_SOURCES
 from ..core.export import AnimationOptions, mp4_available
 from . import persistence
 
-SOURCES = (("x_t, the noisy sample", "xt"), ("x0_pred, the model's guess", "x0"), ("both side by side", "both"))
+SOURCE_TEXTS = {"xt": "x_t, the noisy sample", "x0": "x0_pred, the model's guess", "both": "both side by side"}
 FORMATS = ((".gif", "GIF", "GIF animation (*.gif)"),
            (".webp", "WebP (animated, lossless)", "Animated WebP (*.webp)"),
            (".mp4", "MP4 video (H.264)", "MP4 video (*.mp4)"))
@@ -32,13 +33,22 @@ class TrajectoryDialog(QDialog):
         self.setObjectName("trajectoryDialog")
         self.setWindowTitle("Export trajectory animation")
         self.sample = sample
+        self._build_what(sample, sample_text)
+        self._build_frames()
+        self._build_file(note)
+        self._lay_out()
+        self._restore()
+        self._update_enabled()
+
+    def _build_what(self, sample: int | None, sample_text: str) -> None:
+        """What to animate, and of which sample (or the whole batch)."""
         self.source_combo = QComboBox()
         self.source_combo.setObjectName("animationSourceCombo")
         self.source_combo.setAccessibleName("What to animate")
         self.source_combo.setToolTip("x_t goes from pure noise (x_T) to the sample; x0_pred shows where the model "
                                      "thinks it is heading at each step; both puts them side by side")
-        for text, value in SOURCES:
-            self.source_combo.addItem(text, value)
+        for source in ANIMATION_SOURCES:
+            self.source_combo.addItem(SOURCE_TEXTS.get(source, source), source)
         self.sample_radio = QRadioButton(sample_text)
         self.sample_radio.setObjectName("animationSampleRadio")
         self.grid_radio = QRadioButton("the whole batch, as a grid")
@@ -49,6 +59,8 @@ class TrajectoryDialog(QDialog):
         self.sample_radio.setEnabled(sample is not None)
         (self.sample_radio if sample is not None else self.grid_radio).setChecked(True)
 
+    def _build_frames(self) -> None:
+        """Which steps become frames (every N-th, or at most N), and how long each shows."""
         self.stride_radio = QRadioButton("one frame every")
         self.stride_radio.setObjectName("frameStrideRadio")
         self.stride_spin = self._spin("frameStrideSpin", "One frame every N steps (the first and last always)", 1,
@@ -69,6 +81,9 @@ class TrajectoryDialog(QDialog):
         self.label_check.setObjectName("stepLabelCheck")
         self.label_check.setToolTip("A line 'step k/S  t=...' under every frame")
         self.label_check.setChecked(True)
+
+    def _build_file(self, note: str) -> None:
+        """The file format, what the animation cannot show, and the buttons."""
         self.format_combo = QComboBox()
         self.format_combo.setObjectName("animationFormatCombo")
         self.format_combo.setAccessibleName("File format")
@@ -80,7 +95,14 @@ class TrajectoryDialog(QDialog):
         self.note_label.setObjectName("animationNote")
         self.note_label.setWordWrap(True)
         self.note_label.setVisible(bool(note))
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.export_button = self.buttons.addButton("Export…", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.export_button.setObjectName("animationExportButton")
+        self.export_button.setDefault(True)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Animate", self.source_combo)
         samples = QVBoxLayout()
@@ -101,18 +123,10 @@ class TrajectoryDialog(QDialog):
         form.addRow("Hold last frame", self.hold_ms_spin)
         form.addRow("", self.label_check)
         form.addRow("Format", self.format_combo)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.export_button = self.buttons.addButton("Export…", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.export_button.setObjectName("animationExportButton")
-        self.export_button.setDefault(True)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
         box = QVBoxLayout(self)
         box.addLayout(form)
         box.addWidget(self.note_label)
         box.addWidget(self.buttons)
-        self._restore()
-        self._update_enabled()
 
     def _spin(self, name: str, tip: str, low: int, high: int, value: int, suffix: str = "") -> QSpinBox:
         spin = QSpinBox()

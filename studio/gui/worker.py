@@ -5,29 +5,29 @@ here, ``step_previews``: on a CUDA GPU through a side stream, so the sampler nev
 them with the step's float x_t and x0_pred (for exports; only the last x_t when the window keeps no float
 frames); queued signals deliver every step to the GUI thread in order, none is dropped. A CPU run uses the
 threads ``cpu_threads_for_run`` gives it (all the headless engine's: the GUI thread keeps to one of its own).
-A run with ``model_batch`` M > 0 calls the model (and a guidance classifier) on exactly M rows at a time, as
-``studio sample`` does, so the window's samples are the CLI's bit for bit, in any batch and alone.
+The settings' ``model_batch`` reaches the engine's Run, which calls the model (and a guidance classifier) on
+that many rows at a time, as ``studio sample`` does, so the window's samples are the CLI's bit for bit.
 Cancelling sets a flag the worker checks between steps, then closes the run: at most the model call in
-flight finishes, and the steps done stay. ``RunController`` owns the thread and reports a run as done only
-after its thread has ended, so a new run never overlaps the old one and closing the window can wait on it.
-Every signal carries its run's number: steps still queued from a run that was stopped (closing the window,
-opening another model) arrive after it ended and are dropped rather than mixed into the next run.
+flight finishes, and the steps done stay. A failure ends the run with the exception itself in its outcome
+(and its traceback as text), for the window to show and log. ``RunController`` owns the thread and reports a
+run as done only after its thread has ended, so a new run never overlaps the old one and closing the window
+can wait on it. Every signal carries its run's number: steps still queued from a run that was stopped
+(closing the window, opening another model) arrive after it ended and are dropped rather than mixed into the
+next run.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.engine import Run, resolve_device
-from ..core.errors import StudioError
-from ..core.models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
+from ..core.errors import NumericalError, StudioError
 from ..core.preview import to_numpy, to_uint8_tiles
 from ..core.settings import RunSettings
 from .cpu_threads import CpuThreads, release_gui_thread_pool
@@ -61,21 +61,44 @@ class RunOutcome:
     message: str = ""
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    exception: BaseException | None = None   # what a failed run raised
+    traceback: str = ""                      # that exception's traceback, formatted
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
+def is_expected(exc: BaseException) -> bool:
+    """A failure the message explains (bad settings, NaN, a full device); anything else is a bug to report."""
+    return isinstance(exc, StudioError) or is_out_of_memory(exc)
+
+
 def describe_failure(exc: BaseException) -> str:
     """A message a person can act on; unexpected errors keep their type name for a bug report."""
+    if isinstance(exc, NumericalError):
+        return exc.what   # the window says itself how many steps before it are kept
     if isinstance(exc, StudioError):
         return str(exc)
     text = str(exc)
     if is_out_of_memory(exc):
         return ("the device ran out of memory during the run; try a smaller batch size, float16 on a GPU, "
-                "or the cpu device (the steps before it are kept)")
+                "or the cpu device")
     return f"unexpected error during the run: {type(exc).__name__}: {text}"
+
+
+def release_frames(exc: BaseException | None) -> None:
+    """Drop the local variables held by the frames of ``exc``'s traceback (and of its causes), once the thread
+    that raised it has ended: a kept exception must not keep the failed run's model and tensors in memory.
+    The traceback's files and line numbers stay, so it can still be formatted."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
 
 
 class SamplingWorker(QObject):
@@ -95,6 +118,7 @@ class SamplingWorker(QObject):
         self._record_extra = dict(record_extra or {})
         self._keep_floats = keep_floats
         self._cancel = threading.Event()
+        self._steps_done = 0
         self.outcome: RunOutcome | None = None   # also readable after the thread ended (shutdown)
 
     def cancel(self) -> None:
@@ -104,68 +128,68 @@ class SamplingWorker(QObject):
     @Slot()
     def run(self) -> None:
         started = time.perf_counter()
-        steps_done = 0
-        outcome = None
-        run = previews = None
+        outcome = run = previews = None
         threads = CpuThreads()
         try:
-            card = self._denoiser.card
-            model, classifier = self._denoiser, self._classifier
-            model_batch = self._settings.model_batch
-            if model_batch:   # harmless if the engine splits too: each call then already has M rows
-                model = FixedBatchDenoiser(model, model_batch)
-                classifier = None if classifier is None else FixedBatchClassifier(classifier, model_batch)
             threads.use(resolve_device(self._settings.device))   # before the run probes or compiles the network
-            run = Run(model, self._settings, classifier=classifier)
-            x_T = to_numpy(run.x_T).copy()
-            x_T_values = x_T.reshape(x_T.shape[0], -1) if card.data_kind == "vector" else None
-            x_T_tiles = to_uint8_tiles(x_T, card.value_range) if card.data_kind == "image" else None
-            record = {**run.record(), **self._record_extra}
-            acceleration = getattr(run, "acceleration", None)
-            self.run_ready.emit(self._number, RunInfo(run.num_steps, np.asarray(run.timesteps), list(run.seeds),
-                                                      run.class_labels, record["device"], record["dtype"], record,
-                                                      x_T_values, x_T, x_T_tiles,
-                                                      network=getattr(acceleration, "mode", "plain"),
-                                                      network_note=getattr(acceleration, "note", "")))
-            previews = step_previews(run.device, card, run.num_steps, self._keep_floats)
-            while not self._cancel.is_set():
-                try:
-                    step = next(run)
-                except StopIteration:
-                    break
-                previews.submit(step)
-                steps_done += self._send(previews.ready())
-            steps_done += self._send(previews.ready(wait=True))   # the steps done stay, on a cancel too
-            if self._cancel.is_set() and steps_done < run.num_steps:
-                run.close()   # no further model call
-                outcome = RunOutcome(CANCELLED, steps_done, f"cancelled after {steps_done} of {run.num_steps} steps")
-            else:
-                outcome = RunOutcome(FINISHED, steps_done)
-        except Exception as exc:  # noqa: BLE001 -- every failure becomes a message; the window stays
-            if not isinstance(exc, StudioError) and not is_out_of_memory(exc):
-                traceback.print_exc(file=sys.stderr)   # a bug: keep the traceback for the report
-            if previews is not None:
-                try:   # the steps before the failure stay (on a GPU some may still be on their way)
-                    steps_done += self._send(previews.ready(wait=True))
-                except Exception:  # noqa: BLE001 -- a broken device may not give them back
-                    pass
-            if run is not None:
-                run.close()
-            outcome = RunOutcome(FAILED, steps_done, describe_failure(exc))
+            run = Run(self._denoiser, self._settings, classifier=self._classifier)
+            self.run_ready.emit(self._number, self._info(run))
+            previews = step_previews(run.device, self._denoiser.card, run.num_steps, self._keep_floats)
+            outcome = self._stream(run, previews)
+        except Exception as exc:  # noqa: BLE001 -- every failure becomes an outcome; the window stays
+            outcome = self._failed(exc, run, previews)
         finally:
             threads.restore()
             if outcome is None:
-                outcome = RunOutcome(FAILED, steps_done, "the run stopped unexpectedly")
-            self.outcome = RunOutcome(outcome.status, outcome.steps_done, outcome.message,
-                                      time.perf_counter() - started)
+                outcome = RunOutcome(FAILED, self._steps_done, "the run stopped unexpectedly")
+            self.outcome = replace(outcome, seconds=time.perf_counter() - started)
             self._denoiser = self._classifier = None   # the window may swap models; do not keep them alive
             self.run_done.emit(self._number, self.outcome)
 
+    def _info(self, run: Run) -> RunInfo:
+        """What the window needs before the first step: the run's plan, its record and where it starts."""
+        card = self._denoiser.card
+        x_T = to_numpy(run.x_T).copy()
+        record = {**run.record(), **self._record_extra}
+        acceleration = getattr(run, "acceleration", None)
+        return RunInfo(run.num_steps, np.asarray(run.timesteps), list(run.seeds), run.class_labels,
+                       record["device"], record["dtype"], record,
+                       x_T.reshape(x_T.shape[0], -1) if card.data_kind == "vector" else None, x_T,
+                       to_uint8_tiles(x_T, card.value_range) if card.data_kind == "image" else None,
+                       network=getattr(acceleration, "mode", "plain"), network_note=getattr(acceleration, "note", ""))
 
-    def _send(self, steps: list[WorkerStep]) -> int:
+    def _stream(self, run: Run, previews) -> RunOutcome:
+        """Take steps until the run ends or is cancelled, sending their frames as they are made."""
+        while not self._cancel.is_set():
+            try:
+                step = next(run)
+            except StopIteration:
+                break
+            previews.submit(step)
+            self._send(previews.ready())
+        self._send(previews.ready(wait=True))   # the steps done stay, on a cancel too
+        if self._cancel.is_set() and self._steps_done < run.num_steps:
+            run.close()   # no further model call
+            return RunOutcome(CANCELLED, self._steps_done,
+                              f"cancelled after {self._steps_done} of {run.num_steps} steps")
+        return RunOutcome(FINISHED, self._steps_done)
+
+    def _failed(self, exc: Exception, run: Run | None, previews) -> RunOutcome:
+        """The outcome of a run that raised ``exc``: the steps before it are sent, the exception kept."""
+        if previews is not None:
+            try:   # the steps before the failure stay (on a GPU some may still be on their way)
+                self._send(previews.ready(wait=True))
+            except Exception:  # noqa: BLE001 -- a broken device may not give them back
+                pass
+        if run is not None:
+            run.close()
+        return RunOutcome(FAILED, self._steps_done, describe_failure(exc), exception=exc,
+                          traceback="".join(traceback.format_exception(exc)))
+
+    def _send(self, steps: list[WorkerStep]) -> None:
         if steps:
             self.steps_ready.emit(self._number, steps)
-        return len(steps)
+            self._steps_done += len(steps)
 
 
 class RunController(QObject):
@@ -236,5 +260,6 @@ class RunController(QObject):
         self._thread = self._worker = None
         self._number += 1   # signals of this run still in the queue are now stale
         outcome = worker.outcome or RunOutcome(CANCELLED, 0, "the run was stopped")
+        release_frames(outcome.exception)   # its thread has ended: no frame of the traceback is running
         del worker, thread   # the thread has ended: Python may free both here, in the GUI thread
         self.run_done.emit(outcome)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.checks import require_int
 from ..core.errors import SettingsError
 
 # recipe field -> (flag, type, help); None defaults mean "the recipe's default" (or the resumed run's value)
@@ -113,8 +114,8 @@ def resolve_recipe(args: argparse.Namespace):
 
 
 def check_writable(path: Path, what: str) -> None:
-    """Prove ``path`` can be written before training starts (an unwritable output used to fail only at the end
-    of the run): its folder is created and a probe file made and removed there (``ensure_folder``, which also
+    """Prove ``path`` can be written before training starts (so an unwritable output fails at once, not after
+    the whole run): its folder is created and a probe file made and removed there (``ensure_folder``, which also
     clears temp files a killed run left); a folder standing at ``path`` itself is refused."""
     from ..core.export import ExportError, ensure_folder
 
@@ -132,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from .trainer import train
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise SettingsError(f"--threads must be an integer >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(require_int("--threads", args.threads, 1))
     if args.device not in ("cpu", "auto", "mps") and not args.device.startswith("cuda"):
         raise SettingsError(f"--device must be cpu, auto, cuda or mps, got {args.device!r}")
     from ..core.engine import resolve_device

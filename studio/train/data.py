@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..core.checks import require_choice, require_int
 from ..core.errors import SettingsError
 
 BUILTIN_DATASETS = ("digits", "toy2d")
@@ -59,8 +60,7 @@ class TrainData:
 
 def load_data(data: str, image_size: int | None = None, color: str = "auto") -> TrainData:
     """``digits``, ``toy2d``, or a folder path."""
-    if color not in COLOR_MODES:
-        raise SettingsError(f"--color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
+    require_choice("--color", color, COLOR_MODES)
     if data == "digits":
         return load_digits(image_size)
     if data == "toy2d":
@@ -117,8 +117,7 @@ def load_image_folder(root: Path, image_size: int, color: str) -> TrainData:
     """
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 512:
-        raise SettingsError(f"--image-size must be an integer from 4 to 512, got {image_size!r}")
+    require_int("--image-size", image_size, 4, 512)
     is_image = lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES  # noqa: E731
     top = sorted(p for p in root.iterdir() if is_image(p))
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and any(is_image(p) for p in d.rglob("*")))

@@ -12,7 +12,7 @@
 (c) informative rows: classifier-free guidance (scale 3) and classifier guidance with the noise-aware digits
     classifier (scale 3), both with DDIM use_clipped_model_output=True. With the default DDIM (x0 clipped but eps
     not re-derived from it) strong guidance collapses on these 8x8 digits: the clipped x0 and the unclipped eps
-    disagree and the error compounds (CFG 3: ~7% correct; re-deriving eps: ~100%).
+    disagree and the error compounds (figures in RECIPES.md).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def measure_toy2d(mlp_path, samples: int = 2000, seed: int = 0) -> ToyReport:
     with torch.no_grad():
         model_points = sample_final(denoiser, RunSettings(sampler=sampler, seed=seed, batch_size=samples,
                                                           device="cpu"))
-    # true samples from generators the training data never used (it was drawn with seed 0); the floor compares
+    # true samples from generators the training data never used (it is drawn with seed 0); the floor compares
     # pairs of independent true draws, and both sides average over REFERENCE_DRAWS draws to steady them
     def true_draw(i: int) -> torch.Tensor:
         return sample_toy2d(samples, torch.Generator().manual_seed(1_000_003 + 7919 * i + seed))[0]

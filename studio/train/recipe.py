@@ -6,9 +6,9 @@ of steps may change on resume. Defaults depend on the data and the network (``de
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ..core.checks import is_number, require_choice, require_int, require_number
 from ..core.errors import SettingsError
 from ..core.models.networks import ARCHITECTURES, build_network
 from ..core.prediction import normalise_prediction_type
@@ -42,34 +42,22 @@ class TrainRecipe:
     name: str = ""
 
     def __post_init__(self) -> None:
-        def positive_int(key, minimum=1):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise SettingsError(f"--{key.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
-
-        def number(key, low, high, low_open=False):
-            value = getattr(self, key)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value > high or value < low or (low_open and value == low):
-                bracket = "(" if low_open else "["
-                raise SettingsError(f"--{key.replace('_', '-')} must be a number in {bracket}{low}, {high}], "
-                                    f"got {value!r}")
-
-        if self.arch and self.arch not in ARCHITECTURES:
-            raise SettingsError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.arch:
+            require_choice("--arch", self.arch, ARCHITECTURES)
         if not isinstance(self.arch_config, dict):
             raise SettingsError("--arch-config must be a JSON object")
-        for key in ("steps", "batch_size"):
-            positive_int(key)
-        for key in ("warmup", "seed"):
-            positive_int(key, 0)
-        number("lr", 0.0, 1.0, low_open=True)
-        number("weight_decay", 0.0, 1.0)
-        number("grad_clip", 0.0, 1e6)
-        number("ema_decay", 0.0, 1.0)
+        require_int("--steps", self.steps, 1)
+        require_int("--batch-size", self.batch_size, 1)
+        require_int("--warmup", self.warmup, 0)
+        require_int("--seed", self.seed, 0)
+        if not (is_number(self.lr) and 0 < self.lr <= 1):   # open at 0: a zero rate never moves the weights
+            raise SettingsError(f"--lr must be a number in (0, 1], got {self.lr!r}")
+        require_number("--weight-decay", self.weight_decay, 0.0, 1.0)
+        require_number("--grad-clip", self.grad_clip, 0.0, 1e6)
+        require_number("--ema-decay", self.ema_decay, 0.0, 1.0)
         if self.ema_decay >= 1.0:
             raise SettingsError(f"--ema-decay must be below 1, got {self.ema_decay}")
-        number("class_dropout", 0.0, 1.0)
+        require_number("--class-dropout", self.class_dropout, 0.0, 1.0)
         if self.class_dropout >= 1.0:
             raise SettingsError(f"--class-dropout must be below 1 (else no class is ever seen), got {self.class_dropout}")
         object.__setattr__(self, "prediction_type", normalise_prediction_type(self.prediction_type))

@@ -22,8 +22,8 @@ RECIPES: dict[str, list[str]] = {
     "digits": ["--data", "digits", "--arch", "unet", "--steps", "4000", "--batch-size", "128", "--lr", "5e-4",
                "--warmup", "200", "--ema-decay", "0.999", "--class-dropout", "0.1", "--seed", "0",
                "--checkpoint-every", "1000", "--threads", "1"],
-    # class dropout 0.5, not 0.1: at 0.1 the null class (unconditional sampling) learnt only a blurred ring
-    # (sliced W1 2.0x the noise floor, MMD^2 0.033 against 0.0004); at 0.5 it matches the floor (see RECIPES.md)
+    # class dropout 0.5, not 0.1: at 0.1 the null class (unconditional sampling) learns only a blurred ring;
+    # at 0.5 it matches the noise floor (figures in RECIPES.md)
     "toy2d": ["--data", "toy2d", "--arch", "mlp", "--steps", "6000", "--batch-size", "512", "--lr", "1e-3",
               "--warmup", "200", "--ema-decay", "0.999", "--class-dropout", "0.5", "--seed", "0",
               "--checkpoint-every", "1000", "--threads", "1"],
@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         args = command(name)
         print("studio " + shlex.join(args), flush=True)
         started = time.perf_counter()
-        # each recipe in a fresh interpreter: the shipped files were bit-identical to fresh runs, but a classifier
-        # trained after the UNet in the same process differed in the 7th digit (CPU kernels are not guaranteed
-        # to give the same rounding whatever ran before them)
+        # each recipe in a fresh interpreter, so that retraining gives bit-identical files: CPU kernels are not
+        # guaranteed to give the same rounding whatever ran before them in the process (see RECIPES.md)
         code = subprocess.run([sys.executable, "-m", "studio", *args]).returncode
         print(f"{name}: exit {code}, {time.perf_counter() - started:.0f} s wall", flush=True)
         if code:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..core.checkpoints.studio_format import save_studio_checkpoint
+from ..core.checks import require_int
 from ..core.errors import NumericalError, SettingsError
 from ..core.models.card import ModelCard
 from ..core.models.networks import build_network
@@ -68,7 +69,8 @@ def model_card(recipe: TrainRecipe, data: TrainData, architecture: dict) -> Mode
 
 
 class Trainer:
-    """One training run over ``data``; ``run()`` trains to ``recipe.steps`` from ``start_step``."""
+    """One training run over ``data`` from ``start_step`` (0, or the resumed state's step); ``train`` drives it
+    step by step to ``recipe.steps``."""
 
     def __init__(self, recipe: TrainRecipe, data: TrainData, device: torch.device | str = "cpu",
                  resume: TrainState | None = None):
@@ -157,8 +159,7 @@ def train(recipe: TrainRecipe, data: TrainData, output: str | Path, state_path: 
     from tqdm import tqdm
 
     output, state_path = Path(output), Path(state_path)
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-        raise SettingsError(f"--checkpoint-every must be an integer >= 0, got {checkpoint_every!r}")
+    require_int("--checkpoint-every", checkpoint_every, 0)
     started, cpu_started = time.perf_counter(), time.process_time()
     loss = float("nan")
     with torch.random.fork_rng(devices=[]):

@@ -1,4 +1,4 @@
-"""The network's speed modes (RunSettings.network, issue #7): a faster network stays within 1e-4 of the plain one,
+"""The network's speed modes (RunSettings.network): a faster network stays within the tolerance of the plain one,
 a run applies the mode it is given and a later plain run is plain again, a refused mode leaves the run plain and
 says why, the setting round-trips through dicts, recipes and `studio sample --network`."""
 
@@ -14,7 +14,8 @@ from oracle_models import fake_denoiser
 
 from cli_running import run_studio
 from studio.core import acceleration
-from studio.core.acceleration import NETWORK_MODES, accelerate
+from studio.core.acceleration import accelerate
+from studio.core.choices import ACCELERATION_TOLERANCE, NETWORK_MODES
 from studio.core.checkpoints import open_checkpoint
 from studio.core.engine import Run, sample_final
 from studio.core.errors import SettingsError
@@ -22,7 +23,7 @@ from studio.core.recipe import read_recipe, settings_from_recipe
 from studio.core.samplers import DDIMSettings, DDPMSettings
 from studio.core.settings import CLASS_CYCLE, RunSettings
 
-TOLERANCE = 1e-4
+TOLERANCE = ACCELERATION_TOLERANCE
 
 
 def digits_settings(**changes) -> RunSettings:
@@ -80,14 +81,14 @@ def test_moving_the_denoiser_drops_its_faster_networks():
     accelerate(denoiser, "channels_last", batch_size=2)
     denoiser.to("cpu", torch.float64)
     assert acceleration.current(denoiser) == "plain" and denoiser.network is denoiser.module
-    assert "_acceleration_built" not in denoiser.__dict__
     denoiser.to("cpu", torch.float32)
+    assert not accelerate(denoiser, "channels_last", batch_size=2).reused   # built again for the new weights
+    accelerate(denoiser, "plain")
 
 
 def test_the_run_probes_the_rows_the_network_is_called_on(digits):
     run = Run(digits, digits_settings(network="channels_last", batch_size=2, model_batch=4))
-    state_key, _ = digits.__dict__["_acceleration_state"]
-    assert state_key[1] == 4 and run.acceleration.mode == "channels_last"
+    assert run.acceleration.probe_rows == 4 and run.acceleration.mode == "channels_last"
     run.close()
     accelerate(digits, "plain")
 
@@ -97,10 +98,11 @@ def test_with_classifier_free_guidance_the_probe_has_the_doubled_batch_the_netwo
 
     guided = digits_settings(network="channels_last", guidance=GuidanceSettings("classifier_free", 2.0))
     run = Run(digits, guided)
-    assert digits.__dict__["_acceleration_state"][0][1] == 8   # one call on 4 conditional + 4 unconditional rows
+    assert run.acceleration.probe_rows == 8   # one call on 4 conditional + 4 unconditional rows
     run.close()
-    Run(digits, guided.replace(guidance=GuidanceSettings("classifier_free", 1.0))).close()   # scale 1: no pair
-    assert digits.__dict__["_acceleration_state"][0][1] == 4
+    unpaired = Run(digits, guided.replace(guidance=GuidanceSettings("classifier_free", 1.0)))   # scale 1: no pair
+    assert unpaired.acceleration.probe_rows == 4
+    unpaired.close()
     accelerate(digits, "plain")
 
 

@@ -1,4 +1,4 @@
-"""The engine's fast paths (issue #7) give the same numbers as the plain ones: noise drawn ahead, NaN checks
+"""The engine's fast paths give the same numbers as the plain ones: noise drawn ahead, NaN checks
 batched over a window of steps, and the opt-in faster network (kept only within tolerance)."""
 
 from __future__ import annotations

@@ -113,6 +113,7 @@ def test_run_json_records_every_setting(models, full_run):
     assert record["studio_version"] and record["device"] == "cpu" and record["dtype"] == "float32"
     settings = record["settings"]
     assert (settings["seed"], settings["batch_size"], settings["class_label"]) == (11, 2, "cycle")
+    assert settings["model_batch"] == record["model_batch"] == 16                  # the rows per model call
     assert settings["sampler"]["clip_sample"] is card.clip_sample                 # resolved against the card
     assert RunSettings.from_dict(settings).sampler.steps == STEPS                # and reads back as settings
     assert record["files"] == ["samples.npy"] + [f"sample_{i:05d}.png" for i in range(5)] + [
@@ -269,8 +270,13 @@ BAD_INPUTS = {
     "classifier guidance alone": (["--guidance-kind", "classifier", "--guidance", "2"], "needs --classifier"),
     "half precision on cpu": (["--dtype", "float16", "--device", "cpu"], "runs only on a GPU"),
     "absent device": (["--device", "cuda"], "not available"),
-    "zero samples": (["--num-samples", "0"], "--num-samples must be >= 1"),
-    "zero batch": (["--batch", "0"], "--batch must be >= 1"),
+    "zero samples": (["--num-samples", "0"], "--num-samples must be an integer >= 1"),
+    "zero batch": (["--batch", "0"], "--batch must be an integer >= 1"),
+    "negative model batch": (["--model-batch", "-1"], "--model-batch must be an integer >= 0"),
+    "zero png scale": (["--png-scale", "0"], "--png-scale must be an integer >= 1"),
+    "anim sample past the samples": (["--num-samples", "2", "--gif", "--anim-sample", "2"],
+                                     "--anim-sample must be an integer from 0 to 1"),
+    "negative class": (["--class", "-1"], "class index must be an integer >= 0"),
     "negative seed": (["--seed", "-1"], "seed must be an integer"),
     "unwritable out": (["--out", "{blocker}/sub"], "cannot write into"),
     "png without recipe": (["--from-png", "{plain_png}"], "carries no Sampling Studio recipe"),
@@ -312,21 +318,6 @@ def test_bad_input_is_one_error_line_and_exit_2(models, tmp_path, case):
 def test_work_units_are_consecutive_batches():
     units = sample_command.work_units(list(range(13, 21)), 3)
     assert [list(u.positions) for u in units] == [[0, 1, 2], [3, 4, 5], [6, 7]]
-
-
-def test_choices_match_the_core():
-    from studio.core.prediction import VARIANCE_TYPES
-    from studio.core.samplers import SAMPLERS
-    from studio.core.schedules import SPACINGS
-    from studio.core.settings import DEVICES, DTYPES, NOISE_DEVICES
-
-    assert set(sample_command.SAMPLERS) == set(SAMPLERS)
-    assert sample_command.SPACINGS == SPACINGS and sample_command.VARIANCES == VARIANCE_TYPES
-    assert sample_command.DEVICES == DEVICES and sample_command.DTYPES == DTYPES
-    assert sample_command.NOISE_DEVICES == NOISE_DEVICES
-    from studio.core.acceleration import NETWORK_MODES
-
-    assert sample_command.NETWORK_MODES == NETWORK_MODES
 
 
 def test_help_does_not_import_torch():

@@ -1,4 +1,4 @@
-"""The cuda_graph network mode (issue #7): a recorded forward replayed per call.
+"""The cuda_graph network mode: a recorded forward replayed per call.
 
 The recording itself needs a CUDA GPU; what surrounds it (inputs copied into the graph's buffers, a fresh copy
 of its output handed back, calls it cannot take sent to the plain network) is tested here with a stand-in
@@ -182,11 +182,11 @@ def test_a_capture_that_fails_leaves_the_run_plain_and_says_why(stand_in_gpu, mo
 
 
 def test_the_benchs_cuda_graph_rows(stand_in_gpu, tmp_path):
-    from studio.bench.section_gpu import _cuda_graph_rows
+    from studio.bench.section_gpu import cuda_graph_rows
     from studio.bench.sizes import QUICK
     from studio.bench.workspace import Workspace
 
-    rows = _cuda_graph_rows(Workspace(tmp_path, QUICK, device="cpu"), 7)
+    rows = cuda_graph_rows(Workspace(tmp_path, QUICK, device="cpu"), 7)
     assert [row.name.split(" · ")[0] for row in rows] == [
         "engine (cuda_graph network) / bare loop of plain calls", "engine (cuda_graph network) / engine (plain network)"]
     assert all(row.value > 0 for row in rows) and "capture" in rows[0].detail

@@ -10,8 +10,8 @@
 - The second block (the PyInstaller one-folder app and its smoke test) runs in the repository root, as the README
   says. It leaves build/pyinstaller-venv and dist/sampling-studio (both ignored by git) in place: that folder is what
   the README tells the reader to copy, a developer's earlier build is not ours to delete, and the build venv makes the
-  next build a minute faster (measured on 2 cores: 3.5 minutes from scratch, 2.5 with the venv). It needs about 2.3 GB
-  (1.3 GB build venv, 767 MB app, 100 MB PyInstaller scratch) and is skipped with less than 4 GB free.
+  next build faster. It needs a few GB of disk (build venv, app, PyInstaller scratch) and is skipped with less than
+  ``APP_MIN_FREE_BYTES`` free.
 
 Both are marked slow; each command runs under a time limit, in its own process group (killed whole on a time-out),
 and a failure shows the end of its output.

@@ -73,7 +73,7 @@ def test_nan_stops_the_run_naming_the_step_and_t():
 
 
 @pytest.mark.parametrize("sampler", [DDIMSettings(steps=20, eta=0.7), DDPMSettings(steps=20),
-                                     DDIMSettings(steps=20, variance="sigma_hat")])
+                                     DDIMSettings(steps=20, sigma_kind="sigma_hat")])
 def test_sample_i_is_the_same_alone_or_in_any_batch(sampler):
     denoiser = fake_denoiser()
     batch = sample_final(denoiser, RunSettings(sampler=sampler, seed=100, batch_size=5))
@@ -116,7 +116,7 @@ def test_record_describes_what_ran():
     RunSettings(),
     RunSettings(sampler=DDPMSettings(steps=250, spacing="trailing", variance_type="fixed_large", clip_sample=False),
                 seed=5, batch_size=3, class_label="cycle", guidance=GuidanceSettings("classifier_free", 3.0)),
-    RunSettings(sampler=DDIMSettings(steps=7, eta=0.3, timesteps=(900, 10, 500), variance="sigma_hat"),
+    RunSettings(sampler=DDIMSettings(steps=7, eta=0.3, timesteps=(900, 10, 500), sigma_kind="sigma_hat"),
                 class_label=4, device="cpu"),
 ])
 def test_settings_round_trip_through_json(settings):
@@ -192,9 +192,9 @@ def test_classifier_guidance_with_the_exact_classifier_samples_the_chosen_compon
     (lambda: DDIMSettings(eta=-0.1), r"eta must be a number in \[0, 1\]"),
     (lambda: DDIMSettings(eta=1.5), r"eta must be a number in \[0, 1\]"),
     (lambda: DDIMSettings(spacing="uniform"), "spacing must be one of leading, linspace, trailing, quad"),
-    (lambda: DDIMSettings(variance="large"), "variance must be one of eta, sigma_hat"),
+    (lambda: DDIMSettings(sigma_kind="large"), "sigma_kind must be one of eta, sigma_hat"),
     (lambda: DDPMSettings(variance_type="fixed_large_log"), "variance_type must be one of"),
-    (lambda: sampler_settings("euler"), "sampler must be one of ddpm, ddim"),
+    (lambda: sampler_settings("euler"), "sampler must be one of ddim, ddpm"),
     (lambda: sampler_settings("ddim", steps=5, etaa=0.1), "unknown ddim setting"),
     (lambda: settings_from_dict({"steps": 5}), "need a 'sampler' entry"),
     (lambda: RunSettings(seed=-1), "seed must be an integer from 0"),

@@ -73,7 +73,7 @@ def test_any_valid_run_is_finite_and_shaped(schedule, data):
     steps = data.draw(st.integers(1, min(T, 60)))
     if data.draw(st.booleans()):
         sampler = DDIMSettings(steps=steps, spacing=spacing, eta=data.draw(st.floats(0.0, 1.0)),
-                               variance=data.draw(st.sampled_from(["eta", "sigma_hat"])))
+                               sigma_kind=data.draw(st.sampled_from(["eta", "sigma_hat"])))
     else:
         sampler = DDPMSettings(steps=steps, spacing=spacing,
                                variance_type=data.draw(st.sampled_from(["fixed_small", "fixed_large"])))

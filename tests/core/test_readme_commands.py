@@ -1,4 +1,6 @@
-"""Every command in README.md is run by a test or by CI.
+"""Every command in README.md and in the pages under docs/ is run by a test or by CI.
+
+The README and docs/*.md are read alike ("the pages" below); only the README holds the run and test commands.
 
 - Each ```bash block (but the run-command and test-command blocks: CI runs the test command, test_fresh_clone.py the
   run command) runs here line by line with bash, in an empty folder holding the few files its commands name
@@ -14,6 +16,9 @@
 - A command in the prose (`studio ...`, `python -m ...`, `pip ...`, `torchrun ...` in backticks) must be part of a
   block that runs, be run by a test here (RUN_HERE and the scaled-down runs below), or be listed in RUN_ELSEWHERE with
   the test that runs it; a new command that is none of these fails test_every_inline_command_is_run_by_a_test.
+- Every relative link in the pages reaches a file (and, with an anchor, a heading of that page), and no line of them
+  runs past 120 characters, but for the run and test commands: one line each, as CI and the fresh-clone test read
+  them and as a reader pastes them.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 THIS_FILE = "tests/core/test_readme_commands.py"
 RUN_MARKER, TEST_MARKER = "<!-- run-command -->", "<!-- test-command -->"
 GIF_LIMIT_BYTES = 1_500_000
 LINE_TIMEOUT_S = 420
+LINE_LIMIT = 120
 
-# Commands in the README's prose that a test here runs as they are written (from the repository root).
+# Commands in the pages' prose that a test here runs as they are written (from the repository root).
 RUN_HERE = [
     "studio --help",
     "studio sample --help",
@@ -47,7 +54,7 @@ RUN_HERE = [
     "studio info --json resources/toy2d-mlp.safetensors",
 ]
 
-# Commands in the README's prose that another test runs: command -> (test file, strings that file must contain to
+# Commands in the pages' prose that another test runs: command -> (test file, strings that file must contain to
 # show it runs that command with those flags). Placeholders (PATH, CHECKPOINT, IMAGE) stand for any such argument.
 RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "studio": ("tests/gui/test_app.py", ["app.main("]),
@@ -59,6 +66,7 @@ RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "studio sample --trajectory": ("tests/core/test_cli_sample.py", ['"--trajectory"']),
     "studio info PATH": ("tests/core/test_checkpoint_info.py", ['main(["info", str(path)])']),
     "studio info CHECKPOINT": ("tests/core/test_checkpoint_info.py", ['main(["info", str(path)])']),
+    "studio info --card-only": ("tests/hostile/test_trust.py", ['run_studio("info", "--card-only", path)']),
     "studio invert IMAGE": ("tests/core/test_cli_invert.py", ['run_studio("invert"']),
     "studio train --data digits|toy2d|FOLDER --output model.safetensors": (
         "tests/core/test_train.py",
@@ -82,7 +90,7 @@ DIGIT_3 = [[0, 2, 12, 15, 14, 4, 0, 0], [0, 6, 13, 6, 11, 12, 0, 0], [0, 0, 0, 0
            [0, 0, 4, 14, 15, 4, 0, 0], [0, 0, 1, 6, 12, 13, 1, 0], [0, 0, 0, 0, 3, 15, 6, 0],
            [0, 3, 9, 5, 11, 14, 2, 0], [0, 3, 14, 16, 12, 3, 0, 0]]
 
-# Stands for "your model" and "its card" in a README fragment that uses them (the TorchScript example).
+# Stands for "your model" and "its card" in a fragment that uses them (the TorchScript example).
 PYTHON_PRELUDE = '''\
 import json
 
@@ -112,7 +120,7 @@ if _os.path.exists("model.pt"):
 '''
 
 
-# --- reading the README --------------------------------------------------------------------------------------------
+# --- reading the pages ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Block:
     lang: str
@@ -121,14 +129,19 @@ class Block:
     heading: str
     marker: str | None   # the run-command or test-command marker
     run_by: str | None   # the test file a <!-- run-by: ... --> marker names
+    page: str = "README.md"   # the page it is in, relative to the repository root
 
     @property
     def id(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")
-        return f"line{self.line}-{slug}"
+        return f"{Path(self.page).stem}-line{self.line}-{slug}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.page} line {self.line}"
 
 
-def readme_blocks(text: str) -> list[Block]:
+def readme_blocks(text: str, page: str = "README.md") -> list[Block]:
     lines = text.splitlines()
     blocks, heading, i = [], "", 0
     while i < len(lines):
@@ -146,13 +159,14 @@ def readme_blocks(text: str) -> list[Block]:
             last = before[-1] if before else ""
             marker = last if last in (RUN_MARKER, TEST_MARKER) else None
             run_by = RUN_BY.match(last).group(1) if RUN_BY.match(last) else None
-            blocks.append(Block(fence.group(1), textwrap.dedent("\n".join(body)), start + 1, heading, marker, run_by))
+            blocks.append(Block(fence.group(1), textwrap.dedent("\n".join(body)), start + 1, heading, marker, run_by,
+                                page))
         i += 1
     return blocks
 
 
 def prose(text: str) -> str:
-    """The README without its code blocks and HTML comments (neither shows as prose)."""
+    """A page without its code blocks and HTML comments (neither shows as prose)."""
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     return re.sub(r"^\s*```.*?^\s*```[ \t]*$", "", text, flags=re.S | re.M)
 
@@ -171,7 +185,7 @@ def logical_lines(script: str) -> list[str]:
         if raw.rstrip().endswith("\\"):
             pending += raw.rstrip()[:-1] + " "
             continue
-        line = (pending + raw).strip()
+        line = (pending + (raw.strip() if pending else raw)).strip()
         pending = ""
         if line and not line.startswith("#"):
             lines.append(line)
@@ -189,8 +203,24 @@ def marked_command(text: str, marker: str) -> str:
     return "\n".join(lines[fence + 1:end])
 
 
-README_TEXT = README.read_text(encoding="utf-8")
-BLOCKS = readme_blocks(README_TEXT)
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation out, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    return {slug(line.lstrip("#")) for line in prose(text).splitlines() if line.startswith("#")}
+
+
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
+TEXTS = {page.relative_to(ROOT).as_posix(): page.read_text(encoding="utf-8") for page in PAGES}
+README_TEXT = TEXTS["README.md"]
+BLOCKS = [block for page, text in TEXTS.items() for block in readme_blocks(text, page)]
+# every command in the prose of every page: command -> the pages that name it
+INLINE: dict[str, list[str]] = {}
+for _page, _text in TEXTS.items():
+    for _command in inline_commands(_text):
+        INLINE.setdefault(_command, []).append(_page)
 SHELL = ("bash", "sh", "shell", "console")
 BASH_BLOCKS = [b for b in BLOCKS if b.lang in SHELL and b.marker is None and b.run_by is None]
 RUN_BY_BLOCKS = [b for b in BLOCKS if b.run_by is not None]
@@ -203,7 +233,7 @@ def command_env() -> dict[str, str]:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     # one torch thread per process: on a busy shared CPU two threads spin-wait on each other and run several times
-    # slower (see the README's Known limits); the results do not change
+    # slower (see docs/limits.md); the results do not change
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
@@ -211,7 +241,7 @@ def command_env() -> dict[str, str]:
 def run_line(line: str, cwd: Path) -> subprocess.CompletedProcess:
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=cwd, env=command_env(),
                           capture_output=True, text=True, timeout=LINE_TIMEOUT_S)
-    assert done.returncode == 0, (f"README command failed (exit {done.returncode}) in {cwd}:\n  {line}\n"
+    assert done.returncode == 0, (f"command from the pages failed (exit {done.returncode}) in {cwd}:\n  {line}\n"
                                   f"--- stdout (end) ---\n{done.stdout[-3000:]}\n--- stderr (end) ---\n"
                                   f"{done.stderr[-3000:]}")
     return done
@@ -225,7 +255,7 @@ def write_digit_png(path: Path) -> None:
 
 
 def write_diffusers_pipeline(folder: Path) -> None:
-    diffusers = pytest.importorskip("diffusers", reason="the README's diffusers example needs diffusers ('.[dev]')")
+    diffusers = pytest.importorskip("diffusers", reason="the diffusers example needs diffusers ('.[dev]')")
     import torch
 
     torch.manual_seed(0)
@@ -311,21 +341,23 @@ def test_the_run_and_test_commands_are_where_ci_finds_them():
     assert marked_command(README_TEXT, RUN_MARKER).endswith("studio sample --out out")
     assert marked_command(README_TEXT, TEST_MARKER).endswith("python -m pytest")
     assert sorted(b.marker for b in BLOCKS if b.marker) == sorted([RUN_MARKER, TEST_MARKER])
+    assert all(b.page == "README.md" for b in BLOCKS if b.marker), "CI reads the run and test commands in README.md"
 
 
 def test_the_readme_has_blocks_to_run():
     assert len(BASH_BLOCKS) >= 5 and len(PYTHON_BLOCKS) >= 2
+    assert any(block.page == "README.md" for block in BASH_BLOCKS), "the README's tour runs no command"
     assert all(logical_lines(block.text) for block in BASH_BLOCKS)
 
 
 def test_every_inline_command_is_run_by_a_test():
     executed = [" ".join(block.text.split()) for block in BLOCKS if block.lang in SHELL]  # incl. CI's, run-by
     unaccounted, stale = [], []
-    for command in inline_commands(README_TEXT):
+    for command, pages in sorted(INLINE.items()):
         if command in RUN_HERE or any(command in text for text in executed):
             continue
         if command not in RUN_ELSEWHERE:
-            unaccounted.append(command)
+            unaccounted.append(f"{command} (in {', '.join(pages)})")
             continue
         test_file, needles = RUN_ELSEWHERE[command]
         path = ROOT / test_file
@@ -333,15 +365,18 @@ def test_every_inline_command_is_run_by_a_test():
         missing = [needle for needle in needles if needle not in source]
         if missing:
             stale.append(f"{command!r}: {test_file} lacks {missing}")
-    assert not unaccounted, ("README commands that no test runs; run them in a block, add them to RUN_HERE, or map "
-                             f"them in RUN_ELSEWHERE to the test that runs them: {unaccounted}")
+    assert not unaccounted, ("commands in the pages that no test runs; run them in a block, add them to RUN_HERE, or "
+                             f"map them in RUN_ELSEWHERE to the test that runs them: {unaccounted}")
     assert not stale, "RUN_ELSEWHERE points at tests that no longer run these commands:\n" + "\n".join(stale)
 
 
 def test_the_command_lists_name_no_command_the_readme_dropped():
-    mentioned = set(inline_commands(README_TEXT))
+    mentioned = set(INLINE)
     assert not set(RUN_HERE) - mentioned, set(RUN_HERE) - mentioned
     assert not set(RUN_ELSEWHERE) - mentioned, set(RUN_ELSEWHERE) - mentioned
+    # test_fresh_clone.py finds these in the README's raw text: on one line, not split over two
+    fresh_clone = [c for c, (test_file, _) in RUN_ELSEWHERE.items() if test_file == "tests/core/test_fresh_clone.py"]
+    assert fresh_clone and all(command in README_TEXT for command in fresh_clone), fresh_clone
 
 
 def test_images_exist_and_the_gif_is_small_and_animated():
@@ -349,8 +384,9 @@ def test_images_exist_and_the_gif_is_small_and_animated():
 
     images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README_TEXT)
     assert "docs/screenshot.png" in images and "docs/trajectory.gif" in images
-    for image in images:
-        assert (ROOT / image).is_file(), image
+    for page, text in TEXTS.items():
+        for image in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", prose(text)):
+            assert ((ROOT / page).parent / image).is_file(), f"{page}: {image}"
     gif = ROOT / "docs" / "trajectory.gif"
     assert gif.stat().st_size < GIF_LIMIT_BYTES
     with Image.open(gif) as opened:
@@ -358,31 +394,67 @@ def test_images_exist_and_the_gif_is_small_and_animated():
 
 
 def test_links_inside_the_readme_reach_a_heading():
-    def slug(heading: str) -> str:   # GitHub's anchors: lower case, punctuation out, spaces to hyphens
-        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+    """Links to a heading of the same page (`(#anchor)`), in the README and in every page under docs/."""
+    links = {page: set(re.findall(r"\]\(#([^)]+)\)", prose(text))) for page, text in TEXTS.items()}
+    assert links["README.md"]
+    broken = {page: found - anchors(TEXTS[page]) for page, found in links.items() if found - anchors(TEXTS[page])}
+    assert not broken, broken
 
-    anchors = {slug(line.lstrip("#")) for line in prose(README_TEXT).splitlines() if line.startswith("#")}
-    links = set(re.findall(r"\]\(#([^)]+)\)", README_TEXT))
-    assert links and not links - anchors, links - anchors
+
+def test_relative_links_reach_a_file_and_a_heading():
+    """Every link that is not to the web, from the README or a page under docs/, to a file that exists; with an
+    anchor, to a heading of that page."""
+    checked, broken = 0, []
+    for page, text in TEXTS.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(text)):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):   # https:, mailto:, same page
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = ((ROOT / page).parent / path).resolve()
+            checked += 1
+            if not resolved.exists():
+                broken.append(f"{page}: {target} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved.read_text(encoding="utf-8")):
+                broken.append(f"{page}: {target} (no such heading in {path})")
+    assert checked and not broken, "\n".join(broken)
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {((ROOT / target.partition("#")[0]).resolve()) for target in re.findall(r"\]\(([^)\s#]+)", README_TEXT)}
+    unlinked = [page for page in PAGES[1:] if page.resolve() not in linked]
+    # measurement notes are reached from docs/performance.md, not from the README
+    unlinked = [page for page in unlinked if page.name != "performance-notes.md"]
+    assert not unlinked, unlinked
+
+
+def test_no_line_is_longer_than_120_characters():
+    # the run and test commands stay one line each: CI and test_fresh_clone.py read them so, and a reader pastes them
+    whole = {line for marker in (RUN_MARKER, TEST_MARKER) for line in marked_command(README_TEXT, marker).splitlines()}
+    long = [f"{page} line {number}: {len(line)} characters"
+            for page, text in TEXTS.items() for number, line in enumerate(text.splitlines(), 1)
+            if len(line) > LINE_LIMIT and not (page == "README.md" and line in whole)]
+    assert not long, "\n".join(long)
 
 
 def test_extras_the_readme_names_exist():
     tomllib = pytest.importorskip("tomllib")
     extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
-    named = set(re.findall(r"\.\[([\w,-]+)\]", README_TEXT)) | set(re.findall(r"the `([\w-]+)` extra", README_TEXT))
+    named = set()
+    for text in TEXTS.values():
+        named |= set(re.findall(r"\.\[([\w,-]+)\]", text)) | set(re.findall(r"the `([\w-]+)` extra", text))
     named = {part for name in named for part in name.split(",")}
     assert named and not named - extras, named - extras
 
 
 def test_blocks_run_by_other_tests_are_in_those_tests():
     for block in RUN_BY_BLOCKS:
-        assert block.lang in SHELL, f"line {block.line}: a run-by marker stands before a {block.lang} block"
+        assert block.lang in SHELL, f"{block.where}: a run-by marker stands before a {block.lang} block"
         path = ROOT / block.run_by
-        assert path.is_file(), f"line {block.line}: run-by names {block.run_by}, which does not exist"
+        assert path.is_file(), f"{block.where}: run-by names {block.run_by}, which does not exist"
         source = path.read_text(encoding="utf-8")
         for line in logical_lines(block.text):
             command = line.split(" #")[0].strip()
-            assert command in source, f"{block.run_by} does not run the README's {command!r} (line {block.line})"
+            assert command in source, f"{block.run_by} does not run {command!r} ({block.where})"
 
 
 def test_every_shell_block_is_run_somewhere():
@@ -390,7 +462,7 @@ def test_every_shell_block_is_run_somewhere():
         if block.lang in SHELL:
             assert block in BASH_BLOCKS or block.marker or block.run_by, block
         else:
-            assert block.lang in ("python", "json", ""), f"line {block.line}: who runs a {block.lang!r} block?"
+            assert block.lang in ("python", "json", ""), f"{block.where}: who runs a {block.lang!r} block?"
 
 
 def test_json_examples_parse():
@@ -399,7 +471,7 @@ def test_json_examples_parse():
             json.loads(block.text)
 
 
-# --- running the README --------------------------------------------------------------------------------------------
+# --- running the pages ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("block", BASH_BLOCKS, ids=[b.id for b in BASH_BLOCKS])
 def test_bash_block_runs(block, tmp_path):
@@ -416,7 +488,7 @@ def test_python_block_runs(block, tmp_path):
     script.write_text(PYTHON_PRELUDE + block.text + "\n" + PYTHON_EPILOGUE)
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=command_env(), capture_output=True,
                           text=True, timeout=LINE_TIMEOUT_S)
-    assert done.returncode == 0, f"README python block at line {block.line} failed:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"python block at {block.where} failed:\n{done.stderr[-3000:]}"
     if "torch.jit.save" in block.text:
         assert "opened model.pt: readme-model" in done.stdout
 
@@ -442,14 +514,14 @@ def test_quality_command_runs_scaled_down(tmp_path):
 
 @pytest.mark.slow
 def test_recipes_command_retrains_the_bundled_models_scaled_down(tmp_path, monkeypatch):
-    """The README's `python -m studio.train.recipes ...` with 3 optimisation steps per model instead of thousands,
+    """The pages' `python -m studio.train.recipes ...` with 3 optimisation steps per model instead of thousands,
     writing into a scratch resources folder: each recipe runs `studio train` in its own interpreter."""
     pytest.importorskip("sklearn", reason="the digits recipes need scikit-learn ('.[train]')")
     from studio.core.checkpoints import read_card
     from studio.core.bundled import bundled_by_name
     from studio.train import recipes
 
-    command = next(c for c in inline_commands(README_TEXT) if c.startswith("python -m studio.train.recipes"))
+    command = next(c for c in INLINE if c.startswith("python -m studio.train.recipes"))
     names = command.split()[3:]
     assert names and set(names) <= set(recipes.RECIPES)
     small = {}

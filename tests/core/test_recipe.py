@@ -17,6 +17,7 @@ from studio.core.export import image_pixels
 from studio.core.models.denoiser import NetworkDenoiser
 from studio.core.recipe import (DESCRIPTION_KEY, RECIPE_KEY, RecipeError, describe_recipe, read_recipe,
                                 recipe_for_run, recipe_for_sample, settings_from_recipe, write_png)
+from studio.core.errors import SettingsError
 from studio.core.samplers import DDIMSettings, DDPMSettings
 from studio.core.settings import GuidanceSettings, RunSettings
 
@@ -152,4 +153,23 @@ def test_recipe_with_impossible_settings_is_refused(cycle_run):
     recipe = recipe_for_sample(run.record(), 0)
     recipe["seed"] = 12345
     with pytest.raises(RecipeError, match="seed"):
+        settings_from_recipe(recipe)
+
+
+def test_a_recipe_written_before_sigma_kind_was_named_still_makes_its_sample(tmp_path, denoiser):
+    """Recipes from before DDIM's noise choice was called ``sigma_kind`` name it ``variance``: they still open,
+    mean the same run, and a recipe naming both is refused rather than guessed."""
+    settings = RunSettings(sampler=DDIMSettings(steps=6, sigma_kind="sigma_hat"), seed=7)
+    run = Run(denoiser, settings)
+    sample = finished(run)
+    recipe = recipe_for_sample(run.record(), 0)
+    sampler = recipe["settings"]["sampler"]
+    assert sampler["sigma_kind"] == "sigma_hat" and "variance" not in sampler
+    sampler["variance"] = sampler.pop("sigma_kind")   # as the old studio wrote it
+    write_png(tmp_path / "old.png", image_pixels(sample, (-1, 1))[0], recipe)
+    old_settings, _ = settings_from_recipe(read_recipe(tmp_path / "old.png"))
+    assert old_settings.sampler.sigma_kind == "sigma_hat"
+    assert torch.equal(sample_final(denoiser, old_settings), sample)
+    sampler["sigma_kind"] = "eta"
+    with pytest.raises(SettingsError, match="both 'variance'"):
         settings_from_recipe(recipe)

@@ -1,4 +1,5 @@
-"""Tiny models for driving the window: milliseconds per step, with hooks to hold or break a chosen call."""
+"""Tiny models for driving the window: cheap enough for many runs per test, with hooks to hold or break a
+chosen call."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ class TinyDigitsEps(torch.nn.Module):
     ``hold_at``: call index at which the network waits for ``gate`` (set by the test) -- a model call that is
     "in flight" for as long as the test wants. ``nan_at``: call index from which it answers NaN.
     ``out_of_memory_at``: call index at which it raises torch's OutOfMemoryError, as a full GPU would.
+    ``error``, ``error_at``: the exception it raises at that call index, as a broken network would.
     """
 
     def __init__(self, num_classes: int = 10, hold_at: int | None = None, nan_at: int | None = None,
-                 out_of_memory_at: int | None = None):
+                 out_of_memory_at: int | None = None, error: BaseException | None = None,
+                 error_at: int | None = None):
         super().__init__()
         generator = torch.Generator().manual_seed(0)
         self.patterns = torch.nn.Parameter(torch.rand(num_classes + 1, 1, 8, 8, generator=generator) * 2 - 1)
@@ -31,6 +34,7 @@ class TinyDigitsEps(torch.nn.Module):
         self.hold_at = hold_at
         self.nan_at = nan_at
         self.out_of_memory_at = out_of_memory_at
+        self.error, self.error_at = error, error_at
         self.gate = threading.Event()
         self.held = threading.Event()
 
@@ -43,6 +47,8 @@ class TinyDigitsEps(torch.nn.Module):
                 raise RuntimeError("test gate was never opened")
         if call == self.out_of_memory_at:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if call == self.error_at:
+            raise self.error
         target = self.patterns[class_labels] if class_labels is not None else self.patterns[-1:].expand_as(x)
         eps = 0.6 * x - 0.4 * target
         if self.nan_at is not None and call >= self.nan_at:

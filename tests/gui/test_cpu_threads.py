@@ -65,7 +65,7 @@ def test_the_window_keeps_its_own_thread_on_one_and_runs_on_the_headless_engines
 
 
 def test_leaving_cores_to_the_gui_is_a_setting(monkeypatch):
-    monkeypatch.setattr(cpu_threads, "_run_threads", 8)
+    monkeypatch.setattr(cpu_threads, "run_threads", lambda: 8)   # a headless run's threads
     monkeypatch.setattr(cpu_threads, "GUI_CORES", 1)
     assert cpu_threads_for_run(available=16) == 8
     assert cpu_threads_for_run(available=8) == 7

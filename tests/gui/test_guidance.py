@@ -116,6 +116,6 @@ def test_ddim_sigma_hat_noise_is_a_choice_and_reaches_the_run(make_window, qtbot
     choose(panel.ddim_noise_combo, "sigma_hat")
     assert not panel.eta_spin.isEnabled()                # sigma-hat does not depend on eta
     generate(window, qtbot, steps=4, batch=2)
-    assert window.presenter.info.record["settings"]["sampler"]["variance"] == "sigma_hat"
+    assert window.presenter.info.record["settings"]["sampler"]["sigma_kind"] == "sigma_hat"
     choose(panel.sampler_combo, "ddpm")
     assert not panel.ddim_noise_combo.isEnabled() and panel.variance_combo.isEnabled()

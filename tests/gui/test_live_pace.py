@@ -34,15 +34,16 @@ def test_a_light_gui_keeps_the_fastest_pace():
 def test_a_heavy_gui_is_slowed_in_proportion_until_it_keeps_its_share():
     clocks = Clocks()
     pace = pace_with(clocks, share=0.04)
-    paint_cpu = 0.015   # each repaint cycle costs 15 ms of GUI time, whatever the interval
+    paint_cpu = 0.015   # GUI seconds each repaint cycle costs, whatever the interval
     intervals = []
     interval = REPAINT_INTERVAL_MS
     for _ in range(6):
         clocks.advance(wall=interval / 1000, cpu=paint_cpu)
         interval = pace.next_interval_ms()
         intervals.append(interval)
-    assert intervals[0] == pytest.approx(REPAINT_INTERVAL_MS * (paint_cpu / 0.125) / 0.04, abs=1)   # 375 ms
-    assert intervals[-1] == pytest.approx(paint_cpu / 0.04 * 1000, abs=1)   # the share is kept: 15 ms / 375 ms
+    # three times its share of the GUI thread: three times the interval
+    assert intervals[0] == pytest.approx(REPAINT_INTERVAL_MS * (paint_cpu / 0.125) / 0.04, abs=1)
+    assert intervals[-1] == pytest.approx(paint_cpu / 0.04 * 1000, abs=1)   # the share is kept
     assert all(REPAINT_INTERVAL_MS <= i <= MAX_INTERVAL_MS for i in intervals)
 
 

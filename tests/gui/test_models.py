@@ -129,7 +129,7 @@ def _resident_bytes() -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads resident memory from /proc (Linux only)")
 def test_swapping_checkpoints_twenty_times_does_not_grow_memory(make_window, qtbot, tmp_path, record_property):
-    """Image and vector models in turn; the MLP holds ~9 MiB of weights, so keeping old models (or their runs)
+    """Image and vector models in turn; the MLP holds megabytes of weights, so keeping old models (or their runs)
     alive would add megabytes a swap. Weak references prove each old model is freed."""
     files = [write_unet_checkpoint(tmp_path / "unet.safetensors", name="unet", base_channels=16),
              write_mlp_checkpoint(tmp_path / "mlp.safetensors", name="mlp", hidden=512, depth=4)]

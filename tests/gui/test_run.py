@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, Qt, QThread
 from PySide6.QtWidgets import QSpinBox, QWidget
 
 from gui_models import tiny_digits
@@ -130,7 +130,7 @@ def test_clicking_a_tile_focuses_that_sample(make_window, qtbot):
     assert "seed 24" in window.focus_view.heading.text()
     frame = window.presenter.store.frame(STEPS - 1)
     panels = window.focus_view.panel_image()
-    layout = window.focus_view._layout
+    layout = window.focus_view.panel_layout
     for index, tiles in enumerate((frame.x_t_tiles, frame.x0_tiles, frame.eps_tiles)):
         top, left = layout.origin(index)
         assert np.array_equal(panels[top:top + 8, left:left + 8], tiles[4])
@@ -193,6 +193,10 @@ def test_generate_is_disabled_while_running_and_settings_changes_wait_for_the_ne
 
 def test_closing_mid_run_stops_the_worker_cleanly(make_window, qtbot, unbatched):
     window = make_window(tiny_digits())
+    sampling_threads = []
+    forward = window.denoiser.network.forward
+    window.denoiser.network.forward = lambda *args, **kwargs: (sampling_threads.append(QThread.currentThread()),
+                                                               forward(*args, **kwargs))[1]
     network = _held_run(window, qtbot, hold_at=4)
     controller = window.controller
     original_cancel = controller.cancel
@@ -202,7 +206,8 @@ def test_closing_mid_run_stops_the_worker_cleanly(make_window, qtbot, unbatched)
         network.gate.set()
 
     controller.cancel = cancel_then_release
-    thread = controller._thread
+    thread = sampling_threads[-1]   # the thread the model is called in
+    assert thread is not QThread.currentThread() and thread.isRunning()
     finished = []
     window.run_finished.connect(finished.append)
     window.close()   # must return with the thread ended, no "QThread destroyed while running"

@@ -1,5 +1,5 @@
-"""What the GUI thread does as a run starts and streams in, done once rather than again and again: on two cores
-every millisecond of it is taken from the sampler (issue #7, section 3 of the bench)."""
+"""What the GUI thread does as a run starts and streams in is done once rather than again and again: on a CPU,
+the GUI thread's work is taken from the sampler."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_tile_labels_sit_on_the_tiles_corners_and_hide_when_tiles_are_too_narrow
     layout = GridLayout.for_batch(4, 8, 8)
     grid.set_layout(layout, [f"seed {i}" for i in range(4)])
     labels = grid.tile_labels
-    assert [(p.y(), p.x()) for p in labels._positions] == [layout.origin(i) for i in range(4)]
+    assert [(top, left) for left, top in labels.positions()] == [layout.origin(i) for i in range(4)]
     assert labels.boundingRect() == QRectF(0, 0, layout.shape[1], layout.shape[0])
     qtbot.waitUntil(labels.isVisible)
     grid.resize(30, 30)   # tiles a few pixels wide: a label would cover its neighbours

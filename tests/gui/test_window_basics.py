@@ -106,7 +106,7 @@ def test_window_opens_the_bundled_digits_model_and_one_click_generates(make_wind
 def test_the_network_combo_offers_every_speed_mode_and_says_what_each_costs(make_window):
     from PySide6.QtWidgets import QComboBox
 
-    from studio.core.acceleration import NETWORK_MODES
+    from studio.core.choices import NETWORK_MODES
 
     window = make_window(tiny_digits())
     combo = window.findChild(QComboBox, "networkCombo")
@@ -117,3 +117,35 @@ def test_the_network_combo_offers_every_speed_mode_and_says_what_each_costs(make
     assert "falls back to plain" in combo.toolTip()
     combo.setCurrentIndex(combo.findData("compiled"))
     assert window.current_settings().network == "compiled"
+
+
+def test_every_choice_the_panels_offer_is_studio_core_choices(make_window, qtbot):
+    from PySide6.QtWidgets import QComboBox
+
+    from studio.core import choices
+    from studio.gui.panels.model_panel import available_devices
+    from studio.gui.trajectory_dialog import TrajectoryDialog
+
+    def offered(combo: QComboBox, first: int = 0) -> list:
+        return [combo.itemData(i) for i in range(first, combo.count())]
+
+    window = make_window(tiny_digits())
+    panel = window.sampler_panel
+    assert offered(panel.sampler_combo) == list(choices.SAMPLER_NAMES)
+    assert offered(panel.spacing_combo) == list(choices.SPACINGS)
+    assert offered(panel.variance_combo, first=1) == list(choices.VARIANCE_TYPES)   # after "as the model card"
+    assert offered(panel.ddim_noise_combo) == list(choices.DDIM_SIGMAS)
+    assert offered(panel.guidance_combo) == list(choices.GUIDANCE_KINDS)
+    assert offered(panel.network_combo) == list(choices.NETWORK_MODES)
+    assert f"more than {choices.tolerance_text()}" in panel.network_combo.toolTip()
+    assert panel.steps_spin.value() == choices.DEFAULT_DDIM_STEPS
+    for combo in (panel.spacing_combo, panel.network_combo):
+        assert all(combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count()))
+    model_panel = window.model_panel
+    devices = [model_panel.device_combo.itemText(i) for i in range(model_panel.device_combo.count())]
+    assert devices == available_devices() and set(devices) <= set(choices.DEVICES) and devices[:2] == ["auto", "cpu"]
+    assert [model_panel.dtype_combo.itemText(i) for i in range(model_panel.dtype_combo.count())] == \
+        list(choices.DTYPES)
+    dialog = TrajectoryDialog(window, sample=0, sample_text="this sample")
+    qtbot.addWidget(dialog)
+    assert offered(dialog.source_combo) == list(choices.ANIMATION_SOURCES)

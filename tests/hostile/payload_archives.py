@@ -5,8 +5,8 @@
   a class constant, both of which TorchScript evaluates while it compiles the archive at load);
 * benign archives: small scripted or traced networks with a valid studio card;
 * damaged zips: duplicate entries, code that is not Python syntax, a call into an unknown op namespace, and
-  decompression bombs (honest or lying headers), all made in a few hundred milliseconds without holding the
-  unpacked bytes in memory.
+  decompression bombs (honest or lying headers), all made quickly, without holding the unpacked bytes in
+  memory.
 
 Every maker takes the archive path first and returns it.
 """

@@ -244,7 +244,7 @@ def test_arrays_that_are_not_plain_real_numbers_are_refused(tmp_path, cwd, kind,
     assert out == "" and created_outside(tmp_path, before, tmp_path / "out") == set()
 
 
-# --- 5. an input that cannot be read ---------------------------------------------------------------------------------
+# --- 4. an input that cannot be read ---------------------------------------------------------------------------------
 WRITE_ONLY = Path("/proc/sys/vm/compact_memory")   # mode 0200: the kernel refuses reading it even to root
 
 
@@ -276,7 +276,7 @@ def test_an_unreadable_input_is_one_error_line(tmp_path, cwd, how):
     assert out == "" and created_outside(tmp_path, before, tmp_path / "out") == set()
 
 
-# --- 4. train: an unwritable --output fails before training ----------------------------------------------------------
+# --- 5. train: an unwritable --output fails before training ----------------------------------------------------------
 @pytest.fixture
 def no_training(monkeypatch):
     """Training must not start: the refusal has to come first."""

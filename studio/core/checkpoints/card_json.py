@@ -9,51 +9,41 @@ from __future__ import annotations
 import difflib
 from dataclasses import fields
 
+from ..checks import is_int, is_number
 from ..errors import SettingsError
 from ..models.card import CARD_VERSION, ModelCard
 from .common import fail
-
-_NUMBER = (int, float)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, _NUMBER) and not isinstance(v, bool)
-
 
 # field -> (test, what the field must be)
 FIELD_TYPES = {
     "name": (lambda v: isinstance(v, str), "a string"),
     "role": (lambda v: isinstance(v, str), "a string"),
     "data_kind": (lambda v: isinstance(v, str), "a string"),
-    "data_shape": (lambda v: isinstance(v, list) and all(_is_int(d) for d in v), "a list of integers"),
-    "value_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(d) for d in v),
+    "data_shape": (lambda v: isinstance(v, list) and all(is_int(d) for d in v), "a list of integers"),
+    "value_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(is_number(d) for d in v),
                     "a list of two numbers [low, high]"),
     "class_names": (lambda v: isinstance(v, list) and all(isinstance(c, (str, int)) for c in v), "a list of names"),
-    "null_class": (lambda v: v is None or _is_int(v), "an integer or null"),
-    "num_train_timesteps": (_is_int, "an integer"),
+    "null_class": (lambda v: v is None or is_int(v), "an integer or null"),
+    "num_train_timesteps": (is_int, "an integer"),
     "beta_schedule": (lambda v: isinstance(v, str), "a string"),
-    "beta_start": (_is_number, "a number"),
-    "beta_end": (_is_number, "a number"),
-    "trained_betas": (lambda v: v is None or (isinstance(v, list) and all(_is_number(b) for b in v)),
+    "beta_start": (is_number, "a number"),
+    "beta_end": (is_number, "a number"),
+    "trained_betas": (lambda v: v is None or (isinstance(v, list) and all(is_number(b) for b in v)),
                       "a list of numbers or null"),
     "prediction_type": (lambda v: isinstance(v, str), "a string"),
     "variance_type": (lambda v: isinstance(v, str), "a string"),
     "clip_sample": (lambda v: isinstance(v, bool), "true or false"),
-    "clip_sample_range": (_is_number, "a number"),
+    "clip_sample_range": (is_number, "a number"),
     "format": (lambda v: isinstance(v, str), "a string"),
     "architecture": (lambda v: isinstance(v, dict), "a JSON object"),
-    "parameter_count": (_is_int, "an integer"),
+    "parameter_count": (is_int, "an integer"),
     "dtype": (lambda v: isinstance(v, str), "a string"),
-    "file_size": (_is_int, "an integer"),
+    "file_size": (is_int, "an integer"),
     "sha256": (lambda v: isinstance(v, str), "a string"),
     "path": (lambda v: isinstance(v, str), "a string"),
     "assumed": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of field names"),
     "description": (lambda v: isinstance(v, str), "a string"),
-    "card_version": (_is_int, "an integer"),
+    "card_version": (is_int, "an integer"),
 }
 
 REQUIRED = ("name", "data_kind", "data_shape")

@@ -19,6 +19,7 @@ from typing import Mapping
 
 import torch
 
+from ..checks import is_int
 from ..errors import CheckpointError
 from ..limits import (MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_ZIP_ENTRY_RATIO, MAX_ZIP_EXPANSION, ZIP_SLACK)
 from ..models.card import ModelCard
@@ -445,7 +446,7 @@ def _note_storage(pid, scan: PickleScan) -> None:
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage")):
         return
     storage_type, key, numel = pid[1], pid[2], pid[4]
-    if isinstance(numel, bool) or not isinstance(numel, int) or numel <= 0 or not isinstance(key, (str, bytes)):
+    if not is_int(numel) or numel <= 0 or not isinstance(key, (str, bytes)):
         return
     nbytes = numel * _storage_element_size(storage_type.name if isinstance(storage_type, _Global) else "")
     scan.storages[key] = max(scan.storages.get(key, 0), nbytes)

@@ -8,11 +8,13 @@ from ..models.card import ModelCard
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{n:,.1f} {unit}"
+    if n < 1024:
+        return f"{n:,} bytes"
+    for unit in ("KiB", "MiB"):
         n /= 1024
-    return str(n)
+        if n < 1024:
+            return f"{n:,.1f} {unit}"
+    return f"{n / 1024:,.1f} GiB"
 
 
 def _classes(card: ModelCard) -> str:

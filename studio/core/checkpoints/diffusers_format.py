@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import is_int
 from ..limits import MAX_CLASSES, MAX_VALUES_PER_SAMPLE, count_text
 from ..models.card import ModelCard
 from .build_guard import checked_build
@@ -136,10 +137,6 @@ def _unet_config(layout_: Layout) -> dict:
     return config
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def read_card(path: str | os.PathLike) -> ModelCard:
     card, _, _ = _card_and_config(path)
     return card
@@ -151,10 +148,10 @@ def _card_and_config(path) -> tuple[ModelCard, dict, Layout]:
     config_path = lay.unet_dir / "config.json"
     in_ch, out_ch = config.get("in_channels", 3), config.get("out_channels", 3)
     size = config.get("sample_size")
-    side = [size, size] if _is_int(size) else size
-    if not (isinstance(side, list) and len(side) == 2 and all(_is_int(s) and s > 0 for s in side)):
+    side = [size, size] if is_int(size) else size
+    if not (isinstance(side, list) and len(side) == 2 and all(is_int(s) and s > 0 for s in side)):
         raise fail(config_path, f"sample_size must be an image side or [height, width], got {size!r:.80}")
-    if not _is_int(in_ch) or in_ch < 1 or not _is_int(out_ch) or out_ch not in (in_ch, 2 * in_ch):
+    if not is_int(in_ch) or in_ch < 1 or not is_int(out_ch) or out_ch not in (in_ch, 2 * in_ch):
         raise fail(config_path, f"out_channels ({out_ch!r:.40}) must equal in_channels ({in_ch!r:.40}), or twice it "
                                 "for a learned variance")
     values = in_ch * side[0] * side[1]
@@ -165,7 +162,7 @@ def _card_and_config(path) -> tuple[ModelCard, dict, Layout]:
         raise fail(config_path, f"class_embed_type {config['class_embed_type']!r:.80} is not supported; the studio "
                                 "opens class-conditional UNets with an embedding table (num_class_embeds)")
     num_classes = config.get("num_class_embeds") or 0
-    if not _is_int(num_classes) or not 0 <= num_classes <= MAX_CLASSES:
+    if not is_int(num_classes) or not 0 <= num_classes <= MAX_CLASSES:
         raise fail(config_path, f"num_class_embeds must be a number of classes from 0 to {MAX_CLASSES:,}, "
                                 f"got {num_classes!r:.40}")
     schedule, assumed = _schedule(lay, learned=out_ch == 2 * in_ch)

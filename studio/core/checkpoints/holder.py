@@ -7,12 +7,11 @@ import os
 from typing import Callable
 
 from ..models.denoiser import NetworkDenoiser
+from .opening import open_checkpoint
 
 
 class ModelHolder:
-    def __init__(self, opener: Callable[[str | os.PathLike], NetworkDenoiser] | None = None):
-        if opener is None:
-            from . import open_checkpoint as opener
+    def __init__(self, opener: Callable[[str | os.PathLike], NetworkDenoiser] = open_checkpoint):
         self._opener = opener
         self.denoiser: NetworkDenoiser | None = None
 

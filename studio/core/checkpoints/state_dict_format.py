@@ -20,8 +20,6 @@ from .card_json import card_from_json
 from .common import complete_card, fail, load_pickled_weights, read_json_object, state_summary, tensor_dict
 from .detect import content_kind, content_note
 
-SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-
 
 def card_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")

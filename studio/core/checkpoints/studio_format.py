@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
+from ..checks import is_int
 from ..models.card import ModelCard
 from .card_json import card_from_json
 from .architecture import network_from_card
@@ -211,7 +212,7 @@ def _lone_surrogate(value) -> str | None:
 
 
 def _is_usize(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _USIZE
+    return is_int(value) and 0 <= value < _USIZE
 
 
 def _check_entries(header: dict, path) -> int:

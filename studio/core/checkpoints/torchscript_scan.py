@@ -44,19 +44,20 @@ from .common import fail
 from .common import weights_summary as _count_and_dtype
 
 # --- limits (declared sizes are checked before any member is read; reads stop at the declared size) -------------
-# Python's ast needs ~120 bytes of memory per byte of source and ~2 s per MiB; files are parsed one at a time, so a
-# 4 MiB file keeps a check under ~0.5 GB. torch's largest file for real networks (the scripted helpers of
-# torch.nn.functional) is ~35 KB; a whole scripted transformer is a few hundred KB.
+# Python's ast takes memory and time in proportion to the source: one file's cap bounds a check's memory (files
+# are parsed one at a time), the total its time; both are far above the code torch writes for real networks
+# (figures in docs/performance-notes.md).
 MiB = 1 << 20
 CODE_FILE_LIMIT = 4 * MiB             # one code/**.py file
-CODE_TOTAL_LIMIT = 16 * MiB           # all code files together (~30 s of parsing at worst)
-# pickletools reads ~4 MiB/s; data.pkl holds ~150 bytes per tensor (the tensor bytes are in data/, never read here)
+CODE_TOTAL_LIMIT = 16 * MiB           # all code files together
+# pickletools is slow per byte, and data.pkl holds only a short record per tensor (the tensor bytes are in data/,
+# never read here)
 PICKLE_FILE_LIMIT = 16 * MiB          # one .pkl / .debug_pkl record
 PICKLE_TOTAL_LIMIT = 64 * MiB         # all pickles together
 CARD_LIMIT = 1 * MiB                  # the studio_card.json extra file
 CENTRAL_DIRECTORY_LIMIT = 16 * MiB    # zipfile reads the whole directory into memory when it opens the archive
 ENTRY_LIMIT = 200_000                 # a network with that many tensors is far beyond what the studio runs
-BOMB_RATIO = 100                      # deflated code or weights stay under ~10x; zeros reach ~1000x
+BOMB_RATIO = 100                      # far above what real code or weights deflate by, far below zeros
 BOMB_MIN_SIZE = 1 * MiB               # below this a high ratio cannot hurt
 REFUSED_LISTED = 50                   # refusals kept by name; the rest are only counted
 

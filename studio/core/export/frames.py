@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import require_choice, require_int
+from ..choices import ANIMATION_SOURCES
 from ..errors import SettingsError
 from ..preview import GRID_BACKGROUND, GRID_PADDING, GridLayout, to_uint8_tiles
 
@@ -20,7 +22,6 @@ SCATTER_PIXELS = 256          # side of a vector model's scatter picture
 SCATTER_BACKGROUND = 24
 SCATTER_POINT = 230
 LABEL_FOREGROUND = 255
-ANIMATION_SOURCES = ("xt", "x0", "both")
 
 
 def upscale_factor(tile_width: int, min_pixels: int = MIN_TILE_PIXELS) -> int:
@@ -45,14 +46,12 @@ def select_frames(count: int, stride: int = 1, max_frames: int | None = None) ->
     at most ``max_frames``."""
     if count < 1:
         raise SettingsError("there are no frames to export yet")
-    if stride < 1:
-        raise SettingsError(f"frame stride must be >= 1, got {stride}")
+    require_int("frame stride", stride, 1)
     indices = np.arange(0, count, stride)
     if indices[-1] != count - 1:
         indices = np.append(indices, count - 1)
     if max_frames is not None:
-        if max_frames < 1:
-            raise SettingsError(f"the maximum frame count must be >= 1, got {max_frames}")
+        require_int("the maximum frame count", max_frames, 1)
         if len(indices) > max_frames:
             if max_frames == 1:
                 return indices[-1:]
@@ -117,17 +116,11 @@ class AnimationOptions:
     loop: int = 0
 
     def __post_init__(self) -> None:
-        if self.source not in ANIMATION_SOURCES:
-            raise SettingsError(f"animation source must be one of {', '.join(ANIMATION_SOURCES)}, got {self.source!r}")
+        require_choice("animation source", self.source, ANIMATION_SOURCES)
         for name, minimum in (("stride", 1), ("frame_ms", 10), ("hold_ms", 0), ("loop", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("max_frames", "scale", "columns", "sample"):
-            value = getattr(self, name)
-            minimum = 0 if name == "sample" else 1
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-                raise SettingsError(f"{name} must be an integer >= {minimum} or unset, got {value!r}")
+            require_int(name, getattr(self, name), minimum)
+        for name, minimum in (("max_frames", 1), ("scale", 1), ("columns", 1), ("sample", 0)):
+            require_int(name, getattr(self, name), minimum, optional=True)
 
     @property
     def last_frame_ms(self) -> int:

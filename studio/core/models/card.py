@@ -3,7 +3,7 @@
 Schedule and prediction fields carry the names of diffusers' scheduler_config.json
 (num_train_timesteps, beta_schedule, beta_start, beta_end, trained_betas, prediction_type,
 variance_type, clip_sample, clip_sample_range), so a diffusers config maps onto a card directly.
-The schema is documented in README.md ("Model card").
+The schema is documented in docs/model-card.md.
 """
 
 from __future__ import annotations

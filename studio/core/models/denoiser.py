@@ -6,16 +6,17 @@ network predicts (epsilon, sample or v) and whether it learns its variance. Samp
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
 import torch
 
 from ..errors import SettingsError
-from ..prediction import LEARNED_VARIANCE_TYPES, PREDICTION_CONVERTERS, Prediction, prediction_converter, split_learned_variance
+from ..prediction import LEARNED_VARIANCE_TYPES, Prediction, prediction_converter, split_learned_variance
 from ..schedules import NoiseSchedule
 from .card import ModelCard
 
-_TIMESTEP_CACHE_SIZE = 4096   # (t, batch) tensors kept per denoiser: every t of a 1000-step model, a few batches
+_TIMESTEP_BATCHES_KEPT = 4096   # every t of a 1000-step model for a few batch sizes
 
 # A network maps (x, t, class_labels or None) to its raw output (C or 2C channels for learned variance).
 Network = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -28,11 +29,20 @@ class Denoiser(Protocol):
     device: torch.device
     dtype: torch.dtype
 
-    def predict(self, x_t: torch.Tensor, t: int, class_labels: torch.Tensor | None = None) -> Prediction:
-        """eps and x0 (unclipped, float32) for a batch that sits at timestep t."""
+    def predict(self, x_t: torch.Tensor, t: float, class_labels: torch.Tensor | None = None,
+                sqrt_terms: tuple[float, float] | None = None) -> Prediction:
+        """eps and x0 (unclipped, float32) for a batch that sits at timestep t. ``sqrt_terms``: (sqrt(alpha_bar),
+        sqrt(1 - alpha_bar)) of the batch's noise level when it is not the schedule's at an integer t (a
+        fractional t of the sigma-space solvers)."""
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Denoiser":
         """Move the network; returns self."""
+
+
+def timestep_dtype(t: float) -> torch.dtype:
+    """An integer timestep goes to a network as a long tensor (as every pipeline passes it), any other as float32
+    (as diffusers passes the fractional timesteps of its sigma-space schedulers)."""
+    return torch.long if float(t).is_integer() else torch.float32
 
 
 def tensor_version(tensor: torch.Tensor) -> int | None:
@@ -40,20 +50,36 @@ def tensor_version(tensor: torch.Tensor) -> int | None:
     return None if tensor.is_inference() else tensor._version
 
 
+@dataclass
+class FasterNetworks:
+    """The faster networks ``studio.core.acceleration`` built for a denoiser: every one by its key (mode, batch,
+    device, dtype, tolerance) with what building it gave, and the key of the one in use (None: plain)."""
+
+    built: dict = field(default_factory=dict)   # key -> (network, Acceleration)
+    in_use: tuple | None = None
+
+
 class NetworkDenoiser:
     """A Denoiser over any network callable plus its model card.
 
     The network runs in ``dtype`` (float32, or half precision on a GPU); the sampler's arithmetic stays in
-    float32, so x_t is cast on the way in and the output on the way out.
+    float32, so x_t is cast on the way in and the output on the way out. ``network`` is what ``predict`` calls:
+    ``plain_network`` (the network as loaded) or a faster version of it that ``studio.core.acceleration``
+    installed; ``faster`` keeps those.
     """
 
     def __init__(self, network: Network, card: ModelCard, module: torch.nn.Module | None = None):
+        self.plain_network = network
         self.network = network
+        self.faster = FasterNetworks()
         self.card = card
         self.schedule = card.schedule()
         self.module = module if module is not None else (network if isinstance(network, torch.nn.Module) else None)
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self._convert = prediction_converter(card.prediction_type)
+        self._learned_variance = card.variance_type in LEARNED_VARIANCE_TYPES
+        self._timestep_batches: dict = {}   # (t, batch, device) -> (tensor, its version when made)
         if self.module is not None:
             self.module.eval()
             try:
@@ -62,64 +88,67 @@ class NetworkDenoiser:
             except StopIteration:
                 pass
 
+    @property
+    def is_image_module(self) -> bool:
+        """An image model given as a torch module: the kind whose memory layout can change."""
+        return self.module is not None and len(self.card.data_shape) == 3
+
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "NetworkDenoiser":
         device = torch.device(device)
         if device != self.device or dtype != self.dtype:
-            if "_acceleration_built" in self.__dict__ or "_acceleration_state" in self.__dict__:
-                from ..acceleration import forget   # a faster network's frozen weights stay where they were
-
-                forget(self)
+            self.use_plain_network(forget=True)   # faster networks hold weights where they were
             if self.module is not None:
                 self.module.to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
         return self
 
-    def _timestep_batch(self, t: int, batch: int, device: torch.device) -> torch.Tensor:
-        """The (batch,) long tensor of t the network takes, made once per (t, batch, device) rather than at every
-        call (a run calls the model several times at one t with guidance or a split batch,
-        and every run of the same sampler at the same t again); remade if anything wrote into it."""
-        key = (t, batch, device)
-        cache = self.__dict__.setdefault("_timestep_batches", {})
-        kept = cache.get(key)
-        if kept is not None and kept[0]._version == kept[1]:   # unless something wrote into it after all
-            return kept[0]
-        if len(cache) >= _TIMESTEP_CACHE_SIZE:
-            cache.clear()
-        with torch.inference_mode(False):   # a normal tensor: usable in any mode, and it counts its writes
-            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-        cache[key] = (t_batch, t_batch._version)
-        return t_batch
+    def use_network(self, network: Network, channels_last: bool = False) -> None:
+        """Call ``network`` (a faster version of the plain one) from now on, with the module's weights in the
+        layout it was built for."""
+        self.network = network
+        self._set_channels_last(channels_last)
+
+    def use_plain_network(self, forget: bool = False) -> None:
+        """Back to the plain network and the contiguous layout; ``forget`` drops every faster network built."""
+        self.network = self.plain_network
+        self.faster.in_use = None
+        if forget:
+            self.faster.built.clear()
+        self._set_channels_last(False)
+
+    def _set_channels_last(self, on: bool) -> None:
+        if self.is_image_module:
+            self.module.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def raw(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         if class_labels is not None and not self.card.conditional:
             raise SettingsError(f"model {self.card.name!r} is unconditional: it takes no class label")
-        # a torch call even when it changes nothing costs microseconds right after a model call: skip those
-        return self.network(x_t if x_t.dtype == self.dtype else x_t.to(self.dtype), t, class_labels)
+        return self.network(x_t.to(self.dtype), t, class_labels)
 
-    def predict(self, x_t: torch.Tensor, t: int, class_labels: torch.Tensor | None = None) -> Prediction:
-        # One frame and no string compares per call: right after a model call the interpreter's code is cold,
-        # and every call, branch and dictionary lookup here costs several times what it costs warm.
+    def predict(self, x_t: torch.Tensor, t: float, class_labels: torch.Tensor | None = None,
+                sqrt_terms: tuple[float, float] | None = None) -> Prediction:
         card = self.card
-        if x_t.shape[1:] != card.data_shape:   # torch.Size against the card's tuple
-            expected = tuple(card.data_shape)
-            raise SettingsError(
-                f"x_t must have shape (batch, {', '.join(map(str, expected))}) for model {card.name!r}, "
-                f"got {tuple(x_t.shape)}"
-            )
-        if class_labels is not None and not card.conditional:
-            raise SettingsError(f"model {card.name!r} is unconditional: it takes no class label")
-        t = int(t)
-        kept = self.__dict__.get("_timestep_batches", {}).get((t, x_t.shape[0], x_t.device))
-        if kept is not None and kept[0]._version == kept[1]:   # _timestep_batch's cache, looked up in line
-            t_batch = kept[0]
-        else:
-            t_batch = self._timestep_batch(t, x_t.shape[0], x_t.device)
-        raw = self.network(x_t if x_t.dtype == self.dtype else x_t.to(self.dtype), t_batch, class_labels)
-        if raw.dtype != torch.float32:
-            raw = raw.float()
+        if x_t.shape[1:] != card.data_shape:
+            raise SettingsError(f"x_t must have shape (batch, {', '.join(map(str, card.data_shape))}) for model "
+                                f"{card.name!r}, got {tuple(x_t.shape)}")
+        t = int(t) if float(t).is_integer() else float(t)
+        raw = self.raw(x_t, self._timestep_batch(t, x_t.shape[0], x_t.device), class_labels).float()
         var_values = None
-        if card.variance_type in LEARNED_VARIANCE_TYPES:
+        if self._learned_variance:
             raw, var_values = split_learned_variance(raw, card.channels, card.variance_type)
-        sqrt_ab, sqrt_1m_ab = self.schedule.sqrt_pairs[t] if t >= 0 else self.schedule.sqrt_terms(t)
-        convert = PREDICTION_CONVERTERS.get(card.prediction_type) or prediction_converter(card.prediction_type)
-        return convert(raw, x_t, sqrt_ab, sqrt_1m_ab, var_values)
+        return self._convert(raw, x_t, *(sqrt_terms or self.schedule.sqrt_terms(t)), var_values)
+
+    def _timestep_batch(self, t: float, batch: int, device: torch.device) -> torch.Tensor:
+        """The (batch,) tensor of t the network takes (see ``timestep_dtype``), made once per (t, batch,
+        device): a run calls the model at the same t several times (guidance, split batches, the next run).
+        Made again if anything wrote into it."""
+        key = (t, batch, device)
+        kept = self._timestep_batches.get(key)
+        if kept is not None and kept[0]._version == kept[1]:
+            return kept[0]
+        if len(self._timestep_batches) >= _TIMESTEP_BATCHES_KEPT:
+            self._timestep_batches.clear()
+        with torch.inference_mode(False):   # a normal tensor: usable in any mode, and it counts its writes
+            t_batch = torch.full((batch,), t, dtype=timestep_dtype(t), device=device)
+        self._timestep_batches[key] = (t_batch, t_batch._version)
+        return t_batch

@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..errors import SettingsError
+from ..checks import require_int
+from ..choices import DEFAULT_MODEL_BATCH
 from ..prediction import Prediction
 from .denoiser import tensor_version
 
-DEFAULT_MODEL_BATCH = 16
+__all__ = ["DEFAULT_MODEL_BATCH", "FixedBatchClassifier", "FixedBatchDenoiser"]
 
 
 def _fixed_batches(count: int, model_batch: int):
@@ -38,10 +39,8 @@ class FixedBatchDenoiser:
     """A Denoiser that calls the wrapped one on exactly ``model_batch`` samples at a time (0: as given)."""
 
     def __init__(self, inner, model_batch: int = DEFAULT_MODEL_BATCH):
-        if isinstance(model_batch, bool) or not isinstance(model_batch, int) or model_batch < 0:
-            raise SettingsError(f"model batch must be an integer >= 0, got {model_batch!r}")
+        self.model_batch = require_int("model batch", model_batch, 0)
         self.inner = inner
-        self.model_batch = model_batch
         # a run's labels are the same tensor at every step: pad them once (labels -> (version, padded parts))
         self._padded_labels = WeakIdKeyDictionary()
 
@@ -57,15 +56,15 @@ class FixedBatchDenoiser:
             self.inner.to(device, dtype)
         return self
 
-    def predict(self, x_t, t: int, class_labels=None):
+    def predict(self, x_t, t: float, class_labels=None, sqrt_terms=None):
         count = x_t.shape[0]
         if self.model_batch in (0, count):
-            return self.inner.predict(x_t, t, class_labels)
+            return self.inner.predict(x_t, t, class_labels, sqrt_terms=sqrt_terms)
         parts = []
         batches = _fixed_batches(count, self.model_batch)
         label_parts = self._label_parts(class_labels, batches)
         for (start, stop), labels in zip(batches, label_parts):
-            pred = self.inner.predict(_padded(x_t[start:stop], self.model_batch), t, labels)
+            pred = self.inner.predict(_padded(x_t[start:stop], self.model_batch), t, labels, sqrt_terms=sqrt_terms)
             rows = stop - start
             parts.append(Prediction(eps=pred.eps[:rows], x0=pred.x0[:rows],
                                     var_values=None if pred.var_values is None else pred.var_values[:rows]))
@@ -74,7 +73,6 @@ class FixedBatchDenoiser:
         var_values = None if parts[0].var_values is None else torch.cat([p.var_values for p in parts])
         return Prediction(eps=torch.cat([p.eps for p in parts]), x0=torch.cat([p.x0 for p in parts]),
                           var_values=var_values)
-
 
     def _label_parts(self, class_labels, batches) -> list:
         """Each call's labels, padded; made once per labels tensor (while it is unchanged)."""

@@ -19,8 +19,14 @@ from ..models.card import ModelCard
 from ..prediction import Prediction, X0Clip
 from ..schedules import select_timesteps
 
-# (x_t, t) -> Prediction; guidance and class labels are already folded in.
-Predict = Callable[[torch.Tensor, int], Prediction]
+# (x_t, t[, sqrt_terms]) -> Prediction; guidance and class labels are already folded in. t is an integer
+# timestep, or a fractional one given with its noise level (sqrt(alpha_bar), sqrt(1 - alpha_bar)).
+Predict = Callable[..., Prediction]
+
+
+def timestep_value(t) -> int | float:
+    """A timestep as JSON keeps it: an int, or a float for a fractional one (the sigma-space solvers')."""
+    return int(t) if float(t).is_integer() else float(t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +37,20 @@ class Step:
     ``x0_pred`` is the x0 the step used (after clipping, if any); ``eps_pred`` the model's noise prediction
     (after guidance). ``noise_std`` is the standard deviation of the fresh noise this step added (0: none): a
     float, or for a learned variance the mean of its per-pixel std as a 0-dim tensor on the run's device, which
-    ``float()`` reads (waiting for the device, so only where the value is shown).
+    ``float()`` reads (waiting for the device, so only where the value is shown). ``model_calls``: the model
+    calls the step made (Heun's second-order steps make two); a run's NFE is their sum. ``t`` and ``t_prev``
+    are integer timesteps, or fractional ones for the sigma-space solvers (their sigmas fall between them).
     """
 
     index: int
     num_steps: int
-    t: int
-    t_prev: int
+    t: float
+    t_prev: float
     x_t: torch.Tensor
     x0_pred: torch.Tensor
     eps_pred: torch.Tensor
     noise_std: float | torch.Tensor = 0.0
+    model_calls: int = 1
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,11 @@ class SamplerSettings:
 
     def timestep_list(self, num_train_timesteps: int) -> np.ndarray:
         return select_timesteps(num_train_timesteps, self.steps, self.spacing, self.steps_offset, self.timesteps)
+
+    def model_calls(self, num_steps: int) -> int:
+        """The model calls (NFE) a run of ``num_steps`` solver steps makes: one per step unless a solver says
+        otherwise (guidance's doubled batch is still one call)."""
+        return num_steps
 
     def x0_clip(self) -> X0Clip:
         return X0Clip(

@@ -36,7 +36,7 @@ from ..schedules import NoiseSchedule
 from .base import Predict, SamplerSettings, Step
 from .coefficients import ddim_coefficients, inversion_coefficients
 
-LEGACY_FIELDS = {"variance": "sigma_kind"}   # recipes before 0.5 named sigma_kind "variance"
+LEGACY_FIELDS = {"variance": "sigma_kind"}   # older recipes name sigma_kind "variance"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.bundled import bundled_models
+from ...core.choices import DEVICES, DTYPES
 from ...core.models.card import ModelCard
 from ..classifiers import bundled_classifier_sources
 
@@ -22,13 +23,20 @@ CARD_ROWS = (
 )
 
 
+EXACT_DTYPE = "float32"   # the one number type every device runs; the others halve memory on a GPU only
+
+
+def _device_available(device: str) -> bool:
+    if device == "cuda":
+        return torch.cuda.is_available()
+    if device == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return True   # auto and cpu: always
+
+
 def available_devices() -> list[str]:
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
+    """The devices of studio.core.choices this machine has (auto and cpu always)."""
+    return [device for device in DEVICES if _device_available(device)]
 
 
 def describe_card(card: ModelCard) -> dict[str, str]:
@@ -72,6 +80,14 @@ class ModelPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self._build_model_list()
+        self._build_card_box()
+        self._build_run_on()
+        self._lay_out()
+        self._device_changed()
+
+    def _build_model_list(self) -> None:
+        """The bundled models and recent checkpoints, and the buttons that open others."""
         self.model_list = QListWidget()
         self.model_list.setObjectName("modelList")
         self.model_list.setAccessibleName("Bundled models and recent checkpoints")
@@ -88,10 +104,8 @@ class ModelPanel(QWidget):
         self.folder_button.setToolTip("Open a diffusers model folder (with unet/ and scheduler/ inside, or a "
                                       "single UNet folder with config.json)")
         self.folder_button.clicked.connect(self.open_folder_requested)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_button)
-        buttons.addWidget(self.folder_button)
 
+    def _build_card_box(self) -> None:
         self.card_box = QGroupBox("Model card")
         form = QFormLayout(self.card_box)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -104,6 +118,8 @@ class ModelPanel(QWidget):
             self.card_labels[key] = label
             form.addRow(title, label)
 
+    def _build_run_on(self) -> None:
+        """Where and in what precision the model runs."""
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("deviceCombo")
         self.device_combo.setAccessibleName("Device the model runs on")
@@ -115,20 +131,23 @@ class ModelPanel(QWidget):
         self.dtype_combo.setAccessibleName("Number type the model runs in")
         self.dtype_combo.setToolTip("float32 is exact everywhere; float16/bfloat16 halve memory and run faster "
                                     "on a GPU only")
-        self.dtype_combo.addItems(["float32", "float16", "bfloat16"])
+        self.dtype_combo.addItems(list(DTYPES))
         self.device_combo.currentIndexChanged.connect(self._device_changed)
         self.dtype_combo.currentIndexChanged.connect(lambda _: self.run_device_changed.emit())
+
+    def _lay_out(self) -> None:
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.folder_button)
         run_on = QHBoxLayout()
         run_on.addWidget(QLabel("Run on"))
         run_on.addWidget(self.device_combo, 1)
         run_on.addWidget(self.dtype_combo, 1)
-
         box = QVBoxLayout(self)
         box.addWidget(self.model_list, 1)
         box.addLayout(buttons)
         box.addWidget(self.card_box)
         box.addLayout(run_on)
-        self._device_changed()
 
     # --- list ------------------------------------------------------------------------------------------------------
     def set_sources(self, recent: list[str], current: str | None) -> None:
@@ -184,10 +203,10 @@ class ModelPanel(QWidget):
         on_cpu = self.device_combo.currentText() == "cpu" or (
             self.device_combo.currentText() == "auto" and available_devices() == ["auto", "cpu"])
         model = self.dtype_combo.model()
-        for row in (1, 2):   # half precision runs only on a GPU
-            model.item(row).setEnabled(not on_cpu)
-        if on_cpu and self.dtype_combo.currentIndex() != 0:
-            self.dtype_combo.setCurrentIndex(0)
+        for row in range(self.dtype_combo.count()):   # half precision runs only on a GPU
+            model.item(row).setEnabled(not on_cpu or self.dtype_combo.itemText(row) == EXACT_DTYPE)
+        if on_cpu and self.dtype_combo.currentText() != EXACT_DTYPE:
+            self.dtype_combo.setCurrentIndex(self.dtype_combo.findText(EXACT_DTYPE))
         self.run_device_changed.emit()
 
     def device(self) -> str:

@@ -30,48 +30,66 @@ class PlotsPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self._schedule: NoiseSchedule | None = None
+        self._timesteps: np.ndarray | None = None
         self.curve_combo = QComboBox()
         self.curve_combo.setObjectName("scheduleCurveCombo")
         self.curve_combo.setAccessibleName("Schedule curve shown")
         self.curve_combo.setToolTip("Which quantity of the noise schedule to plot over the training timesteps")
         for key, (title, _, _) in SCHEDULE_CURVES.items():
             self.curve_combo.addItem(title, key)
-        self.schedule_plot = pg.PlotWidget()
-        self.schedule_plot.setObjectName("schedulePlot")
-        self.schedule_plot.setAccessibleName("Noise schedule with the run's timesteps")
-        self.schedule_plot.setToolTip("The model's noise schedule over t = 0..T-1. Dots: the timesteps this run "
-                                      "visits. The yellow line is the step on the timeline; drag it to scrub.")
-        plot = self.schedule_plot.getPlotItem()
-        plot.setLabel("bottom", "timestep t")
+        self._build_schedule_plot()
+        self._build_step_plot()
+        self._lay_out()
+        self.curve_combo.currentIndexChanged.connect(lambda _: self._draw_schedule())
+
+    @staticmethod
+    def _plot(name: str, accessible: str, tip: str, x_label: str) -> pg.PlotWidget:
+        widget = pg.PlotWidget()
+        widget.setObjectName(name)
+        widget.setAccessibleName(accessible)
+        widget.setToolTip(tip)
+        plot = widget.getPlotItem()
+        plot.setLabel("bottom", x_label)
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setMenuEnabled(False)
         cache_axes(plot)
+        return widget
+
+    @staticmethod
+    def _cursor(plot: pg.PlotItem, dragged) -> pg.InfiniteLine:
+        """A draggable vertical line that reports where it was dragged to."""
+        line = pg.InfiniteLine(angle=90, movable=True, pen=_CURSOR_PEN)
+        line.setVisible(False)
+        plot.addItem(line)
+        line.sigDragged.connect(lambda moved: dragged.emit(float(moved.value())))
+        return line
+
+    def _build_schedule_plot(self) -> None:
+        """The schedule curve over 0..T-1, the run's timesteps as dots, the step shown as a cursor."""
+        self.schedule_plot = self._plot(
+            "schedulePlot", "Noise schedule with the run's timesteps",
+            "The model's noise schedule over t = 0..T-1. Dots: the timesteps this run visits. The yellow line is "
+            "the step on the timeline; drag it to scrub.", "timestep t")
+        plot = self.schedule_plot.getPlotItem()
         self.schedule_curve = plot.plot(pen=pg.mkPen((100, 181, 246), width=2))
         self.timestep_marks = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(255, 255, 255, 170))
         plot.addItem(self.timestep_marks)
-        self.schedule_cursor = pg.InfiniteLine(angle=90, movable=True, pen=_CURSOR_PEN)
-        self.schedule_cursor.setVisible(False)
-        plot.addItem(self.schedule_cursor)
-        self.schedule_cursor.sigDragged.connect(lambda line: self.timestep_dragged.emit(float(line.value())))
+        self.schedule_cursor = self._cursor(plot, self.timestep_dragged)
 
-        self.step_plot = pg.PlotWidget()
-        self.step_plot.setObjectName("stepPlot")
-        self.step_plot.setAccessibleName("Per-step curves of the run")
-        self.step_plot.setToolTip("Per step of the run: the standard deviation of x_t (noise shrinking to data) "
-                                  "and how much the predicted x0 changed from the step before (settling down).")
+    def _build_step_plot(self) -> None:
+        """Per step of the run: the std of x_t and the change of x0_pred, with the step shown as a cursor."""
+        self.step_plot = self._plot(
+            "stepPlot", "Per-step curves of the run",
+            "Per step of the run: the standard deviation of x_t (noise shrinking to data) and how much the "
+            "predicted x0 changed from the step before (settling down).", "step")
         plot = self.step_plot.getPlotItem()
-        plot.setLabel("bottom", "step")
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.setMenuEnabled(False)
-        cache_axes(plot)
         plot.addLegend(offset=(-10, -30))   # bottom right: the curves start high on the left
         self.x_t_std_curve = plot.plot(pen=pg.mkPen((129, 199, 132), width=2), name="std of x_t")
         self.x0_change_curve = plot.plot(pen=pg.mkPen((255, 138, 101), width=2), name="change of x0_pred (RMS)")
-        self.step_cursor = pg.InfiniteLine(angle=90, movable=True, pen=_CURSOR_PEN)
-        self.step_cursor.setVisible(False)
-        plot.addItem(self.step_cursor)
-        self.step_cursor.sigDragged.connect(lambda line: self.step_dragged.emit(float(line.value())))
+        self.step_cursor = self._cursor(plot, self.step_dragged)
 
+    def _lay_out(self) -> None:
         top = QHBoxLayout()
         top.addWidget(QLabel("Schedule"))
         top.addWidget(self.curve_combo, 1)
@@ -79,9 +97,6 @@ class PlotsPanel(QWidget):
         box.addLayout(top)
         box.addWidget(self.schedule_plot, 3)
         box.addWidget(self.step_plot, 2)
-        self.curve_combo.currentIndexChanged.connect(lambda _: self._draw_schedule())
-        self._schedule: NoiseSchedule | None = None
-        self._timesteps: np.ndarray | None = None
 
     # --- schedule --------------------------------------------------------------------------------------------------
     def set_schedule(self, schedule: NoiseSchedule | None) -> None:

@@ -11,10 +11,17 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
+from ...core.choices import (
+    DDIM_SIGMAS, DEFAULT_DDIM_STEPS, GUIDANCE_KINDS, LEARNED_VARIANCE_TYPES, NETWORK_MODES, SAMPLER_NAMES, SPACINGS,
+    VARIANCE_TYPES, tolerance_text,
+)
 from ...core.models.card import ModelCard
 from ...core.samplers import DDIMSettings, DDPMSettings, SamplerSettings
 from ...core.settings import CLASS_CYCLE, GuidanceSettings
 
+# The choices themselves come from studio.core.choices; these say them in words (a choice without words here
+# is still offered, under its own name).
+SAMPLER_TEXTS = {"ddim": "DDIM", "ddpm": "DDPM"}
 SPACING_TIPS = {
     "leading": "leading: 0, T/S, 2T/S, … (diffusers' default; never visits t = T-1)",
     "linspace": "linspace: evenly from T-1 down to 0, both ends included",
@@ -23,24 +30,25 @@ SPACING_TIPS = {
 }
 CLIP_CHOICES = (("As the model card", "model"), ("Clip to ± range", "clip"), ("Dynamic thresholding", "threshold"),
                 ("Off", "off"))
-VARIANCE_CHOICES = ("fixed_small", "fixed_large", "learned", "learned_range")
-DDIM_NOISE_CHOICES = (("× eq. 16 noise", "eta"), ("sigma-hat noise", "sigma_hat"))
-NETWORK_CHOICES = (
-    ("plain", "the network as it is: the reference, bit for bit what `studio sample` computes"),
-    ("channels_last", "channels-last memory layout: often faster convolutions; outputs differ in their last bits "
-                      "(used only if within 1e-4 of plain)"),
-    ("compiled", "torch.compile: faster per step, but the first run takes tens of seconds to compile (once per "
-                 "model and batch while the studio is open); outputs differ in their last bits (used only if "
-                 "within 1e-4 of plain)"),
-    ("compiled_channels_last", "torch.compile on the channels-last layout: both of the above, the same first-run "
-                               "warm-up"),
-    ("cuda_graph", "a CUDA GPU only: the network's forward recorded once as a CUDA graph and replayed with one "
-                   "launch per step (a small network on a GPU waits on kernel launches); elsewhere the run goes "
-                   "on plain (used only if within 1e-4 of plain)"),
-)
+DDIM_SIGMA_TEXTS = {"eta": "× eq. 16 noise", "sigma_hat": "sigma-hat noise"}
+GUIDANCE_TEXTS = {"none": "None", "classifier_free": "Classifier-free", "classifier": "Classifier"}
+_CHECKED = f"(used only if within {tolerance_text()} of plain)"
+NETWORK_TIPS = {
+    "plain": "the network as it is: the reference, bit for bit what `studio sample` computes",
+    "channels_last": f"channels-last memory layout: often faster convolutions; outputs differ in their last bits "
+                     f"{_CHECKED}",
+    "compiled": f"torch.compile: faster per step, but the first run takes tens of seconds to compile (once per "
+                f"model and batch while the studio is open); outputs differ in their last bits {_CHECKED}",
+    "compiled_channels_last": "torch.compile on the channels-last layout: both of the above, the same first-run "
+                              "warm-up",
+    "cuda_graph": f"a CUDA GPU only: the network's forward recorded once as a CUDA graph and replayed with one "
+                  f"launch per step (a small network on a GPU waits on kernel launches); elsewhere the run goes "
+                  f"on plain {_CHECKED}",
+}
 NETWORK_TIP = ("How the network runs. A faster mode is checked against the plain network before the run and "
-               "falls back to plain (the status bar says why) if it fails or moves an output by more than 1e-4:\n" +
-               "\n".join(f"{name}: {tip}" for name, tip in NETWORK_CHOICES))
+               "falls back to plain (the status bar says why) if it fails or moves an output by more than "
+               f"{tolerance_text()}:\n"
+               + "\n".join(f"{mode}: {NETWORK_TIPS.get(mode, mode)}" for mode in NETWORK_MODES))
 GUIDANCE_TIP = (
     "Guidance pushes each sample towards the class chosen above. Classifier-free: the model's own "
     "conditional and unconditional answers, eps = eps_uncond + scale (eps_cond - eps_uncond); it needs a "
@@ -59,16 +67,29 @@ class SamplerPanel(QWidget):
         # opened later, or settings restored before any model, gets them back where they apply).
         self._wanted_class = CLASS_CYCLE
         self._wanted_guidance = "none"
+        self._classifier_missing = "no model is open"   # why classifier guidance is not offered ("" if it is)
+        self._build_sampler_widgets()
+        self._build_clipping_widgets()
+        self._build_guidance_widgets()
+        self.network_combo = self._combo("networkCombo", "Network speed mode", NETWORK_TIP)
+        for mode in NETWORK_MODES:
+            self._add_choice(self.network_combo, mode, mode, f"{mode}: {NETWORK_TIPS.get(mode, mode)}")
+        self._lay_out()
+        self._connect_signals()
+        self.set_card(None)
+
+    def _build_sampler_widgets(self) -> None:
+        """Sampler, steps, eta and the noise it scales, timestep spacing, DDPM variance."""
         self.sampler_combo = self._combo("samplerCombo", "Sampler", (
             "DDIM takes big deterministic steps (eta 0) and needs few of them; DDPM adds fresh noise at every "
             "step, as in training, and wants many steps"))
-        self.sampler_combo.addItem("DDIM", "ddim")
-        self.sampler_combo.addItem("DDPM", "ddpm")
+        for name in SAMPLER_NAMES:
+            self.sampler_combo.addItem(SAMPLER_TEXTS.get(name, name), name)
         self.steps_spin = QSpinBox()
         self._name(self.steps_spin, "stepsSpin", "Steps", "How many model calls the run makes, spread over the "
                    "T training timesteps; more steps: slower, usually cleaner")
         self.steps_spin.setRange(1, 1000)
-        self.steps_spin.setValue(50)
+        self.steps_spin.setValue(DEFAULT_DDIM_STEPS)
         self.eta_spin = QDoubleSpinBox()
         self._name(self.eta_spin, "etaSpin", "Eta", "DDIM only: how much fresh noise each step adds. 0 is "
                    "deterministic (same seed, same image); 1 behaves like DDPM")
@@ -79,18 +100,19 @@ class SamplerPanel(QWidget):
             "DDIM only: which noise eta scales. eta: the paper's eq. 16, from none (eta 0, deterministic) to "
             "DDPM's own (eta 1). sigma-hat: the larger noise of the paper's appendix D.3 at every step but the "
             "last, whatever eta is"))
-        for text, value in DDIM_NOISE_CHOICES:
-            self.ddim_noise_combo.addItem(text, value)
+        for kind in DDIM_SIGMAS:
+            self.ddim_noise_combo.addItem(DDIM_SIGMA_TEXTS.get(kind, kind), kind)
         self.spacing_combo = self._combo("spacingCombo", "Timestep spacing",
                                          "Which of the T training timesteps the run visits:\n" +
-                                         "\n".join(SPACING_TIPS.values()))
-        for name, tip in SPACING_TIPS.items():
-            self.spacing_combo.addItem(name, name)
-            self.spacing_combo.setItemData(self.spacing_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+                                         "\n".join(SPACING_TIPS.get(name, name) for name in SPACINGS))
+        for name in SPACINGS:
+            self._add_choice(self.spacing_combo, name, name, SPACING_TIPS.get(name, name))
         self.variance_combo = self._combo("varianceCombo", "Variance", (
             "DDPM only: the size of the noise added each step. fixed_small: the exact posterior variance "
             "(sharper); fixed_large: beta_t (more noise); learned / learned_range: the model's own prediction "
             "(only for models that learned it)"))
+
+    def _build_clipping_widgets(self) -> None:
         self.clip_combo = self._combo("clipCombo", "x0 clipping", (
             "What to do with the predicted x0 before each step: keep the model card's rule, clip it to ± range, "
             "rescale it per sample by its 99.5% quantile (dynamic thresholding), or leave it alone"))
@@ -100,11 +122,12 @@ class SamplerPanel(QWidget):
         self._name(self.clip_range_spin, "clipRangeSpin", "Clip range", "x0 is clipped to [-range, +range]")
         self.clip_range_spin.setRange(0.01, 100.0)
         self.clip_range_spin.setValue(1.0)
+
+    def _build_guidance_widgets(self) -> None:
+        """Guidance kind and scale, and the class it guides towards."""
         self.guidance_combo = self._combo("guidanceCombo", "Guidance", GUIDANCE_TIP)
-        self.guidance_combo.addItem("None", "none")
-        self.guidance_combo.addItem("Classifier-free", "classifier_free")
-        self.guidance_combo.addItem("Classifier", "classifier")
-        self._classifier_missing = "no model is open"   # why classifier guidance is not offered ("" if it is)
+        for kind in GUIDANCE_KINDS:
+            self.guidance_combo.addItem(GUIDANCE_TEXTS.get(kind, kind), kind)
         self.guidance_scale_spin = QDoubleSpinBox()
         self._name(self.guidance_scale_spin, "guidanceScaleSpin", "Guidance scale", (
             "How hard guidance pushes: 1 is the plain conditional model, larger is more typical of the class but "
@@ -115,12 +138,8 @@ class SamplerPanel(QWidget):
         self.class_combo = self._combo("classCombo", "Class", (
             "Which class to draw, for a class-conditional model: one class for every sample, 'cycle' (sample i "
             "gets class i mod K), or no class (the model's unconditional mode)"))
-        self.network_combo = self._combo("networkCombo", "Network speed mode", NETWORK_TIP)
-        for name, tip in NETWORK_CHOICES:
-            self.network_combo.addItem(name, name)
-            self.network_combo.setItemData(self.network_combo.count() - 1, f"{name}: {tip}",
-                                           Qt.ItemDataRole.ToolTipRole)
 
+    def _lay_out(self) -> None:
         form = QFormLayout(self)
         eta_row = QHBoxLayout()   # eta and the noise it scales share a row: the dock stays short
         eta_row.addWidget(self.eta_spin, 1)
@@ -132,15 +151,16 @@ class SamplerPanel(QWidget):
                               ("Guidance scale", self.guidance_scale_spin), ("Network", self.network_combo)):
             form.addRow(label, widget)
             form.labelForField(widget).setToolTip((self.eta_spin if widget is eta_row else widget).toolTip())
-        for signal in (self.sampler_combo.currentIndexChanged, self.steps_spin.valueChanged,
-                       self.eta_spin.valueChanged, self.ddim_noise_combo.currentIndexChanged,
-                       self.spacing_combo.currentIndexChanged,
-                       self.variance_combo.currentIndexChanged, self.clip_combo.currentIndexChanged,
-                       self.clip_range_spin.valueChanged, self.guidance_combo.currentIndexChanged,
-                       self.guidance_scale_spin.valueChanged, self.class_combo.currentIndexChanged,
-                       self.network_combo.currentIndexChanged):
+
+    def _connect_signals(self) -> None:
+        for widget in self._widgets():
+            signal = widget.currentIndexChanged if isinstance(widget, QComboBox) else widget.valueChanged
             signal.connect(self._on_change)
-        self.set_card(None)
+
+    @staticmethod
+    def _add_choice(combo: QComboBox, text: str, value, tip: str) -> None:
+        combo.addItem(text, value)
+        combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
 
     @staticmethod
     def _name(widget, name: str, accessible: str, tooltip: str) -> None:
@@ -178,9 +198,9 @@ class SamplerPanel(QWidget):
             self.variance_combo.clear()
             model_variance = card.variance_type if card else "fixed_small"
             self.variance_combo.addItem(f"As the model card ({model_variance})", None)
-            for name in VARIANCE_CHOICES:
+            for name in VARIANCE_TYPES:
                 self.variance_combo.addItem(name, name)
-                learned_elsewhere = name.startswith("learned") and name != model_variance
+                learned_elsewhere = name in LEARNED_VARIANCE_TYPES and name != model_variance
                 self.variance_combo.model().item(self.variance_combo.count() - 1).setEnabled(not learned_elsewhere)
             self._select(self.variance_combo, previous_variance)
             self.steps_spin.setMaximum(card.num_train_timesteps if card else 1000)
@@ -265,7 +285,7 @@ class SamplerPanel(QWidget):
             thresholding=clip == "threshold",
         )
         if self.sampler_combo.currentData() == "ddim":
-            return DDIMSettings(eta=self.eta_spin.value(), variance=self.ddim_noise_combo.currentData(), **common)
+            return DDIMSettings(eta=self.eta_spin.value(), sigma_kind=self.ddim_noise_combo.currentData(), **common)
         return DDPMSettings(variance_type=self.variance_combo.currentData(), **common)
 
     def guidance(self) -> GuidanceSettings:
@@ -293,7 +313,7 @@ class SamplerPanel(QWidget):
             self._select(self.spacing_combo, sampler.spacing)
             if isinstance(sampler, DDIMSettings):
                 self.eta_spin.setValue(sampler.eta)
-                self._select(self.ddim_noise_combo, sampler.variance)
+                self._select(self.ddim_noise_combo, sampler.sigma_kind)
             else:
                 self._select(self.variance_combo, sampler.variance_type)
             clip = ("threshold" if sampler.thresholding else "model" if sampler.clip_sample is None

@@ -25,6 +25,15 @@ class SeedPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self._build_seed()
+        self._build_batch()
+        self._lay_out()
+        self.seed_spin.valueChanged.connect(self._on_change)
+        self.batch_spin.valueChanged.connect(self._on_change)
+        self._on_change()
+
+    def _build_seed(self) -> None:
+        """The seed, its Randomise button, and the line that lists each sample's seed."""
         self.seed_spin = QSpinBox()
         self.seed_spin.setObjectName("seedSpin")
         self.seed_spin.setAccessibleName("Seed")
@@ -36,6 +45,13 @@ class SeedPanel(QWidget):
         self.randomise_button.setAccessibleName("Randomise the seed")
         self.randomise_button.setToolTip("Pick a new random seed")
         self.randomise_button.clicked.connect(self.randomise)
+        self.seeds_label = QLabel()
+        self.seeds_label.setObjectName("seedsLabel")
+        self.seeds_label.setWordWrap(True)
+        self.seeds_label.setToolTip("Each preview tile shows its own seed")
+
+    def _build_batch(self) -> None:
+        """The batch size and the memory its frames may take."""
         self.batch_spin = QSpinBox()
         self.batch_spin.setObjectName("batchSpin")
         self.batch_spin.setAccessibleName("Batch size")
@@ -50,10 +66,8 @@ class SeedPanel(QWidget):
         self.budget_spin.setSingleStep(64)
         self.budget_spin.setSuffix(" MiB")
         self.budget_spin.setValue(DEFAULT_FRAME_BUDGET_MIB)
-        self.seeds_label = QLabel()
-        self.seeds_label.setObjectName("seedsLabel")
-        self.seeds_label.setWordWrap(True)
-        self.seeds_label.setToolTip("Each preview tile shows its own seed")
+
+    def _lay_out(self) -> None:
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed_spin, 1)
         seed_row.addWidget(self.randomise_button)
@@ -68,9 +82,6 @@ class SeedPanel(QWidget):
         form.addRow("Seed", seed_row)
         form.addRow("Batch size", batch_row)
         form.addRow(self.seeds_label)
-        self.seed_spin.valueChanged.connect(self._on_change)
-        self.batch_spin.valueChanged.connect(self._on_change)
-        self._on_change()
 
     def _on_change(self, *_):
         seed, batch = self.seed_spin.value(), self.batch_spin.value()

@@ -27,6 +27,7 @@ class FocusView(QWidget):
         self.view_box.addItem(self.image_item)
         self._titles = [pg.TextItem(text, color=(220, 220, 220), anchor=(0, 1)) for text in PANEL_TITLES]
         for title in self._titles:
+            title.hide()   # placed over its panel once a sample's size is known; until then they would overlap
             self.view_box.addItem(title)
         self._layout: GridLayout | None = None
         box = QVBoxLayout(self)
@@ -34,12 +35,18 @@ class FocusView(QWidget):
         box.addWidget(self.heading)
         box.addWidget(self.graphics, 1)
 
+    @property
+    def panel_layout(self) -> GridLayout | None:
+        """Where x_t, x0_pred and eps_pred lie in ``panel_image()`` (None before a sample is shown)."""
+        return self._layout
+
     def set_tile_shape(self, height: int, width: int) -> None:
         padding = max(1, width // 4)
         self._layout = GridLayout(3, height, width, columns=3, padding=padding)
         for index, title in enumerate(self._titles):
             top, left = self._layout.origin(index)
             title.setPos(left, top)
+            title.show()
         grid_height, grid_width = self._layout.shape
         title_space = 0.3 * height
         self.view_box.setRange(QRectF(0, -title_space, grid_width, grid_height + title_space), padding=0.02)
@@ -54,6 +61,9 @@ class FocusView(QWidget):
 
     def clear(self, heading: str = "Click a tile to look at one sample closely.") -> None:
         self.image_item.clear()
+        self._layout = None
+        for title in self._titles:
+            title.hide()
         self.heading.setText(heading)
 
     def panel_image(self) -> np.ndarray | None:

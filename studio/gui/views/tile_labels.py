@@ -1,9 +1,9 @@
 """Every tile's label of a grid as one graphics item: the text at each tile's top-left corner, the same size on
 screen at any zoom, on a dark band.
 
-One item painting a cached ``QStaticText`` per label costs a tenth of what a ``pg.TextItem`` per tile did
-(measured: 16 of those added 0.76 ms to each repaint of a grid, and a live run repaints both grids several times
-a second on the GUI thread that shares the CPU with the sampler).
+One item painting a cached ``QStaticText`` per label, rather than a ``pg.TextItem`` per tile: a text item per
+tile is laid out and painted on its own at every repaint, and a live run repaints both grids several times a
+second on the GUI thread that shares the CPU with the sampler.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class TileLabels(pg.GraphicsObject):
 
     def texts(self) -> list[str]:
         return list(self._texts)
+
+    def positions(self) -> list[tuple[float, float]]:
+        """(left, top) of each label, in view coordinates: where its band is drawn."""
+        return [(point.x(), point.y()) for point in self._positions]
 
     def widest(self) -> int:
         """Screen pixels of the widest label's text."""

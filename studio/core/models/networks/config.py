@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 
+from ...checks import is_int, require_int, require_number
 from ...errors import SettingsError
 
 
@@ -34,14 +35,12 @@ def config_to_dict(config) -> dict:
 
 
 def check_int(net: str, key: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingsError(f"network {net!r}: {key} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return require_int(f"network {net!r}: {key}", value, minimum)
 
 
 def check_int_tuple(net: str, key: str, value, minimum: int = 1, allow_empty: bool = False) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or (not value and not allow_empty) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+        is_int(v) and v >= minimum for v in value
     ):
         what = "a list" if allow_empty else "a non-empty list"
         raise SettingsError(f"network {net!r}: {key} must be {what} of integers >= {minimum}, got {value!r}")
@@ -49,9 +48,7 @@ def check_int_tuple(net: str, key: str, value, minimum: int = 1, allow_empty: bo
 
 
 def check_fraction(net: str, key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise SettingsError(f"network {net!r}: {key} must be a number in [0, 1), got {value!r}")
-    return float(value)
+    return require_number(f"network {net!r}: {key}", value, 0.0, 1.0, below_maximum=True)
 
 
 def check_bool(net: str, key: str, value) -> bool:

@@ -122,7 +122,7 @@ class UNet(nn.Module):
                 skip_channels.append(current)
 
         self.middle = nn.ModuleList([ResBlock(current, current, emb_dim, cfg.dropout, groups),
-                                     # heads were only checked against channels when attention is asked for
+                                     # num_heads is checked against channels only where attention is asked for
                                      AttentionBlock(current, cfg.num_heads if current % cfg.num_heads == 0 else 1,
                                                     groups),
                                      ResBlock(current, current, emb_dim, cfg.dropout, groups)])

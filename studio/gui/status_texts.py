@@ -1,0 +1,59 @@
+"""What the status bar and the toolbar's run-state label say about a run, from its start to its outcome.
+
+Plain functions of plain values (no widgets), so every wording lives in one place.
+"""
+
+from __future__ import annotations
+
+NEXT_RUN_NOTE = "settings you change now apply to the next run"
+
+
+def store_summary(store) -> str:
+    """What the run's trajectory store kept; past the memory budget, it says keyframes."""
+    if store.keeps_every_step:
+        return store.describe()
+    return (f"keyframes: every {store.stride} steps and the latest are kept ({store.nbytes / 2**20:.1f} MiB; "
+            f"frame memory {store.budget_bytes / 2**20:.0f} MiB, Seed panel)")
+
+
+def network_summary(info) -> str:
+    """The network mode a run uses, when there is something to say: a faster mode, or why it fell back."""
+    if info.network_note:
+        return f"network plain: {info.network_note}"
+    return "" if info.network == "plain" else f"network {info.network}"
+
+
+def starting_text(network: str) -> str:
+    """Before the first step; a compiled network makes the first run wait, so the wait is announced."""
+    if network.startswith("compiled"):
+        return "starting… (compiling the network: a first run takes tens of seconds)"
+    return "starting…"
+
+
+def running_text(network: str = "") -> str:
+    """The run-state label while a run is going (``network``: its ``network_summary``)."""
+    return f"running ({network}) — {NEXT_RUN_NOTE}" if network else f"running — {NEXT_RUN_NOTE}"
+
+
+def progress_text(done: int, total: int, rate: float) -> str:
+    eta = (total - done) / rate if rate > 0 else 0.0
+    return f"step {done}/{total} · {rate:.1f} it/s · ETA {eta:.1f} s"
+
+
+def finished_text(steps_done: int, seconds: float, network: str = "", store=None) -> str:
+    rate = steps_done / seconds if seconds > 0 else 0.0
+    return (f"done: {steps_done} steps in {seconds:.1f} s ({rate:.1f} it/s)" + (f" · {network}" if network else "")
+            + (f" · {store_summary(store)}" if store else ""))
+
+
+def cancelled_text(message: str) -> str:
+    return f"{message}; the steps done are kept"
+
+
+def failed_message(message: str, steps_kept: int) -> str:
+    """The banner's message for a failed run: what went wrong, and that the steps before it stay."""
+    return message + (f" — the {steps_kept} steps before it are kept" if steps_kept else "")
+
+
+FAILED_STATUS = "the run failed"
+CANCELLING_STATUS = "cancelling after the model call in progress…"
