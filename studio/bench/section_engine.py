@@ -56,26 +56,47 @@ def lockstep_rounds(ws: Workspace) -> int:
 
 
 class BareCalls:
-    """The bare loop's model calls for a run's settings: the network, x_T, labels and the t batches."""
+    """The bare loop's model calls for a run's settings: the very calls one run makes (timesteps, labels and
+    shapes, recorded from a probe run), grouped by the step that made them (Heun's steps make two)."""
 
     def __init__(self, denoiser, settings: RunSettings):
-        probe = Run(denoiser, settings)   # resolves timesteps, labels and the device, and moves the model there
-        self.labels = None
-        if probe.class_labels is not None and denoiser.card.conditional:
-            self.labels = torch.tensor(probe.class_labels, dtype=torch.long, device=probe.device)
+        recorded = []
+
+        def recording(x, t, class_labels=None):
+            recorded.append((tuple(x.shape), t.clone(), None if class_labels is None else class_labels.clone()))
+            return denoiser.network(x, t, class_labels)
+
+        probe = Run(NetworkDenoiser(recording, denoiser.card, module=denoiser.module), settings)
         self.x_T = probe.x_T
         self.timesteps = probe.timesteps
-        probe.close()
+        counts = [step.model_calls for step in probe]
         self.network = denoiser.network
-        batch, device = self.x_T.shape[0], self.x_T.device
-        self.t_batches = [torch.full((batch,), int(t), dtype=torch.long, device=device) for t in self.timesteps]
+        inputs = {}
+        for shape, _, _ in recorded:   # x_T, repeated to the shape of each call (a guided call's doubled batch)
+            if shape not in inputs:
+                inputs[shape] = self.x_T.repeat(shape[0] // self.x_T.shape[0], *[1] * (self.x_T.dim() - 1))
+        calls = [(inputs[shape], t, labels) for shape, t, labels in recorded]
+        self.calls_per_step = []
+        for count in counts:
+            self.calls_per_step.append(calls[:count])
+            calls = calls[count:]
+        first = [step_calls[0] for step_calls in self.calls_per_step]
+        self.t_batches = [t for _, t, _ in first]   # one call per step: DDPM, DDIM and the multistep solvers
+        self.labels = first[0][2] if first else None
 
     @property
     def steps(self) -> int:
         return len(self.timesteps)
 
+    def step_calls(self, index: int) -> None:
+        """The model calls of step ``index``, bare."""
+        for x, t, labels in self.calls_per_step[index]:
+            self.network(x, t, labels)
+
     def loop(self) -> None:
-        models.bare_loop(self.network, self.x_T, self.timesteps, self.labels)
+        with torch.inference_mode():
+            for index in range(len(self.calls_per_step)):
+                self.step_calls(index)
 
 
 def time_engine_and_bare_loop(denoiser, settings: RunSettings, ws: Workspace) -> tuple[dict, int]:
@@ -99,7 +120,6 @@ def lockstep(denoiser, settings: RunSettings, ws: Workspace, rounds: int) -> dic
     step timed beside its bare call. Returns {"engine": [...], "bare loop": [...], "step_ratios": [...]}, the
     last the median over each round's steps of (engine step / its bare call)."""
     bare = BareCalls(denoiser, settings)
-    network, x_T, labels = bare.network, bare.x_T, bare.labels
     clock = time.perf_counter
     out = {"engine": [], "bare loop": [], "step_ratios": []}
     for round_ in range(rounds + 1):   # round 0 warms up
@@ -108,13 +128,13 @@ def lockstep(denoiser, settings: RunSettings, ws: Workspace, rounds: int) -> dic
         engine = clock() - started
         bare_total = 0.0
         ratios = []
-        for t_batch in bare.t_batches:
+        for index in range(bare.steps):
             a = clock()
             next(run)
             b = clock()
             with torch.inference_mode():   # entered outside the timed call, as the bare loop enters it once
                 c = clock()
-                network(x_T, t_batch, labels)
+                bare.step_calls(index)
                 d = clock()
             engine += b - a
             bare_total += d - c

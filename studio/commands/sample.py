@@ -72,6 +72,11 @@ def _add_sampler_arguments(sampler) -> None:
     sampler.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing (default leading)")
     sampler.add_argument("--variance", choices=VARIANCE_TYPES, default=None,
                          help="DDPM reverse variance (default: the card's variance_type)")
+    sampler.add_argument("--order", type=int, default=None, metavar="N",
+                         help="the solver's order, for a sampler that has one (unipc: 1 to 3, default 2)")
+    sampler.add_argument("--karras", action="store_true", default=None,
+                         help="Karras et al.'s noise levels (rho 7) instead of the spacing's, for a sampler that "
+                              "takes them (the solvers in sigma or log-SNR: euler, heun, dpmpp_*, unipc)")
     sampler.add_argument("--clip", dest="clip", action="store_true", default=None,
                          help="clip predicted x0 to the data range (default: the card's clip_sample)")
     sampler.add_argument("--no-clip", dest="clip", action="store_false", help="do not clip predicted x0")
@@ -356,19 +361,22 @@ def _run_settings(args, card, base, guidance, class_label, counts: Counts, devic
     )
 
 
+# flag -> the sampler setting it sets; a flag the chosen sampler has no setting for is refused, not ignored
+SAMPLER_FLAGS = {"eta": "eta", "variance": "variance_type", "order": "order", "karras": "karras"}
+
+
 def _sampler_settings(args, card, base):
     """The sampler's settings: the recipe's when it used the same sampler, else the card's defaults; the
     flags given change them."""
-    from studio.core.errors import SettingsError
-    from studio.core.samplers import sampler_settings
+    from studio.core.samplers import SAMPLERS, sampler_settings
 
     name = args.sampler or (base.name if base is not None else "ddim")
     values = {}
     if base is not None and base.name == name:
         values = {k: v for k, v in base.to_dict().items() if k != "sampler"}
     elif args.steps is None:
-        values["steps"] = min(DEFAULT_DDIM_STEPS, card.num_train_timesteps) if name == "ddim" \
-            else card.num_train_timesteps
+        values["steps"] = card.num_train_timesteps if name == "ddpm" else min(DEFAULT_DDIM_STEPS,
+                                                                             card.num_train_timesteps)
     if args.steps is not None or args.spacing is not None:
         values.pop("timesteps", None)   # a recipe's explicit timesteps would override the steps or spacing asked for
     if args.steps is not None:
@@ -377,15 +385,22 @@ def _sampler_settings(args, card, base):
         values["spacing"] = args.spacing
     if args.clip is not None:
         values["clip_sample"] = args.clip
-    if args.eta is not None:
-        if name != "ddim":
-            raise SettingsError("--eta applies to --sampler ddim (DDPM's noise is set by --variance)")
-        values["eta"] = args.eta
-    if args.variance is not None:
-        if name != "ddpm":
-            raise SettingsError("--variance applies to --sampler ddpm (DDIM's noise is set by --eta)")
-        values["variance_type"] = args.variance
+    for flag, setting in SAMPLER_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            _require_sampler_setting(flag, setting, name, SAMPLERS)
+            values[setting] = value
     return sampler_settings(name, **values)
+
+
+def _require_sampler_setting(flag: str, setting: str, name: str, samplers: dict) -> None:
+    from dataclasses import fields
+
+    from studio.core.errors import SettingsError
+
+    having = [sampler for sampler, cls in samplers.items() if setting in {f.name for f in fields(cls)}]
+    if name in samplers and name not in having:
+        raise SettingsError(f"--{flag} applies to --sampler {', '.join(having)}, not {name}")
 
 
 def _check_against_model(card, settings, num_samples: int) -> None:

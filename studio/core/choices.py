@@ -7,7 +7,7 @@ Plain tuples and numbers only (no torch, no Qt), so ``studio --help`` and the pa
 from __future__ import annotations
 
 # samplers (studio.core.samplers registers one settings class per name)
-SAMPLER_NAMES = ("ddim", "ddpm")
+SAMPLER_NAMES = ("ddim", "ddpm", "euler", "euler_a", "heun", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc", "pndm")
 DEFAULT_DDIM_STEPS = 50
 
 # how a run's timesteps are picked from 0..T-1 (studio.core.schedules.select_timesteps)

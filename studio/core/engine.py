@@ -142,7 +142,7 @@ class Run:
                 classifier = FixedBatchClassifier(classifier, settings.model_batch)
         self.sampler: SamplerSettings = _resolve_sampler(settings, card)
         self.schedule = denoiser.schedule
-        self.timesteps: np.ndarray = self.sampler.timestep_list(card.num_train_timesteps)
+        self.timesteps: np.ndarray = self.sampler.timestep_list(card.num_train_timesteps, denoiser.schedule)
         self.seeds = list(seeds) if seeds is not None else sample_seeds(settings.seed, settings.batch_size)
         for s in self.seeds:
             sample_seeds(int(s), 1)

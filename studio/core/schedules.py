@@ -134,7 +134,8 @@ class ScheduleConfig:
         return cls(**known)
 
     def schedule(self) -> "NoiseSchedule":
-        return NoiseSchedule(self.betas(), betas32=self.betas32())
+        return NoiseSchedule(self.betas(), betas32=self.betas32(),
+                             beta_schedule=self.beta_schedule if self.trained_betas is None else None)
 
 
 def cosine_betas(T: int, s: float = COSINE_OFFSET, max_beta: float = MAX_BETA) -> np.ndarray:
@@ -159,10 +160,12 @@ def _validate_betas(betas: np.ndarray) -> None:
 class NoiseSchedule:
     """The arrays derived from T betas, indexed by t = 0 .. T-1 (``sqrt_terms(-1)``: clean data, alpha_bar = 1)."""
 
-    def __init__(self, betas: np.ndarray | list[float], betas32: torch.Tensor | None = None):
+    def __init__(self, betas: np.ndarray | list[float], betas32: torch.Tensor | None = None,
+                 beta_schedule: str | None = None):
         betas = np.asarray(betas, dtype=np.float64)
         _validate_betas(betas)
         self.betas = betas
+        self.beta_schedule = beta_schedule   # the recipe's name (None: betas given as numbers)
         self.num_train_timesteps = len(betas)
         self.alphas = 1.0 - betas
         self.alpha_bar = np.cumprod(self.alphas)

@@ -56,7 +56,7 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.sampler, SamplerSettings):
-            raise SettingsError("sampler must be DDPMSettings or DDIMSettings")
+            raise SettingsError("sampler must be the settings of one of the samplers (studio.core.samplers.SAMPLERS)")
         check_seeds(self.seed, self.batch_size)
         label = self.class_label
         if not (label is None or label == CLASS_CYCLE or (isinstance(label, int) and not isinstance(label, bool))):

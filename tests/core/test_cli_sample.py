@@ -255,7 +255,7 @@ def test_defaults_come_from_the_card(models, tmp_path):
 
 
 BAD_INPUTS = {
-    "unknown sampler": (["--sampler", "euler"], "invalid choice: 'euler'"),
+    "unknown sampler": (["--sampler", "lms"], "invalid choice: 'lms'"),
     "zero steps": (["--steps", "0"], "steps must be an integer >= 1"),
     "steps past T": (["--steps", "51"], "from 1 to 50"),
     "eta out of range": (["--eta", "1.5"], "eta must be a number in \\[0, 1\\]"),

@@ -194,7 +194,7 @@ def test_classifier_guidance_with_the_exact_classifier_samples_the_chosen_compon
     (lambda: DDIMSettings(spacing="uniform"), "spacing must be one of leading, linspace, trailing, quad"),
     (lambda: DDIMSettings(sigma_kind="large"), "sigma_kind must be one of eta, sigma_hat"),
     (lambda: DDPMSettings(variance_type="fixed_large_log"), "variance_type must be one of"),
-    (lambda: sampler_settings("euler"), "sampler must be one of ddim, ddpm"),
+    (lambda: sampler_settings("lms"), "sampler must be one of ddim, ddpm, euler"),
     (lambda: sampler_settings("ddim", steps=5, etaa=0.1), "unknown ddim setting"),
     (lambda: settings_from_dict({"steps": 5}), "need a 'sampler' entry"),
     (lambda: RunSettings(seed=-1), "seed must be an integer from 0"),

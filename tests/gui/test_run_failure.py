@@ -70,7 +70,8 @@ def test_a_nan_failure_keeps_its_numerical_error_and_logs_it_quietly(make_window
 
     assert outcome.status == FAILED
     assert isinstance(window.last_run_exception, NumericalError) and window.last_run_exception is outcome.exception
-    assert str(window.last_run_exception) in window.error_banner.message()
+    assert window.last_run_exception.what in window.error_banner.message()
+    assert window.error_banner.message().count("before it are kept") == 1
     button, details = details_widgets(window)
     assert button.isVisible()
     button.click()

@@ -17,7 +17,7 @@ from ..choices import SPACINGS
 from ..errors import SettingsError
 from ..models.card import ModelCard
 from ..prediction import Prediction, X0Clip
-from ..schedules import select_timesteps
+from ..schedules import NoiseSchedule, select_timesteps
 
 # (x_t, t[, sqrt_terms]) -> Prediction; guidance and class labels are already folded in. t is an integer
 # timestep, or a fractional one given with its noise level (sqrt(alpha_bar), sqrt(1 - alpha_bar)).
@@ -100,7 +100,9 @@ class SamplerSettings:
         resolved.timestep_list(card.num_train_timesteps)  # raises for steps > T and the like
         return resolved
 
-    def timestep_list(self, num_train_timesteps: int) -> np.ndarray:
+    def timestep_list(self, num_train_timesteps: int, schedule: NoiseSchedule | None = None) -> np.ndarray:
+        """The timesteps a run visits, one per step. ``schedule``: the model's, for solvers whose timesteps
+        depend on its noise levels (Karras sigmas); without it they are the spacing's, of the same count."""
         return select_timesteps(num_train_timesteps, self.steps, self.spacing, self.steps_offset, self.timesteps)
 
     def model_calls(self, num_steps: int) -> int:

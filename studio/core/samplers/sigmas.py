@@ -14,9 +14,11 @@ from ..schedules import NoiseSchedule
 KARRAS_RHO = 7.0
 
 
-def train_sigmas(schedule: NoiseSchedule) -> np.ndarray:
-    """sigma_t for t = 0 .. T-1, in float32 computed from the float32 alpha_bar as diffusers computes it."""
-    alpha_bar = torch.from_numpy(schedule.alpha_bar32)
+def train_sigmas(schedule: NoiseSchedule | np.ndarray) -> np.ndarray:
+    """sigma_t for t = 0 .. T-1, in float32 computed from the float32 alpha_bar (the schedule's, or given) as
+    diffusers computes it."""
+    alpha_bar32 = schedule.alpha_bar32 if isinstance(schedule, NoiseSchedule) else schedule
+    alpha_bar = torch.from_numpy(np.array(alpha_bar32, dtype=np.float32))
     return (((1 - alpha_bar) / alpha_bar) ** 0.5).numpy()
 
 

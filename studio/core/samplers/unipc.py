@@ -1,0 +1,294 @@
+"""UniPC multistep (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of
+Diffusion Models"), as diffusers' UniPCMultistepScheduler runs it with its defaults: data prediction
+(predict_x0), B(h) = e^h - 1 ("bh2"), lower-order final steps, the corrector at every step after the first,
+and a final noise level of zero.
+
+Notation (the paper's). In VP form x_t = alpha_t x0 + sigma_t eps with alpha_t = sqrt(alpha_bar_t) and
+sigma_t = sqrt(1 - alpha_bar_t); lambda_t = log(alpha_t / sigma_t) is the half log-SNR. Each visited timestep
+t_i has a noise level given as the studio's sigma (noise-to-signal ratio, ``sigmas.py``) s_i = sigma_t / alpha_t,
+from which alpha_i = 1 / sqrt(1 + s_i^2), sigma_i = s_i alpha_i; after the last step s = 0 (alpha = 1,
+sigma = 0, lambda = +inf). m_i is the model's data prediction x0 at (x~_i, t_i), after dynamic thresholding
+when it is on. With h = lambda_t - lambda_s and the paper's phi functions
+
+  phi_1(x) = (e^x - 1) / x,    phi_{k+1}(x) = (phi_k(x) - 1/k!) / x,
+
+the data-prediction form of the paper's updates (its formulas with h -> -h) steps from x_s to x_t as
+
+  x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) m_s - alpha_t B(h) sum_k a_k D_k,        (*)
+
+with D_k = (m_{s_k} - m_s) / r_k the scaled differences to earlier model outputs at r_k = (lambda_{s_k} -
+lambda_s) / h, and B(h) = e^{-h} - 1. The weights a solve the order conditions of the paper's Theorem 3.1
+(UniC-p) and Corollary 3.2 (UniP-p), R a = g / B(h), written as diffusers writes them (row k divided by h^(k-1),
+so the entries stay O(1)):
+
+  R[k][j] = r_j^(k-1),    g_k = k! (-h) phi_{k+1}(-h),    k = 1 .. n.
+
+- UniP-p, the predictor (Corollary 3.2; order p): (*) from x^c_i at t_i to x~_{i+1} at t_{i+1}, with the p - 1
+  earlier outputs m_{i-1} .. m_{i-p+1} (n = p - 1 unknowns). UniP-1 is DPM-Solver++(1) = DDIM; UniP-2 takes
+  a_1 = 1/2 (the official code's simplification, which diffusers keeps) instead of solving.
+- UniC-p, the corrector (Theorem 3.1; order p + 1): once the model has been called at x~_i, (*) is redone
+  from x^c_{i-1} at t_{i-1} to t_i with the same p - 1 earlier outputs plus the new one, D_p = m_i - m_{i-1}
+  at r_p = 1 (n = p unknowns; UniC-1 takes a_1 = 1/2). p is the order of the predictor step it corrects. The
+  corrector reuses m_i: it makes no model call of its own.
+
+One Step is one model call: at step i the model is called at x~_i, the corrector gives x^c_i, and the
+predictor x~_{i+1}, which is the Step's ``x_t`` (diffusers' ``prev_sample``); ``x0_pred`` is m_i. The
+predictor's order at step i is min(order, i + 1, N - i): it warms up from 1 (there are no earlier outputs
+yet) and falls back to 1 at the final step, which lands on sigma = 0 and so returns m_{N-1} itself
+(lower_order_final; at sigma = 0 a higher order would divide by h = inf).
+
+Timesteps (diffusers 0.42.1's UniPCMultistepScheduler.set_timesteps; T training steps, S steps):
+  linspace (diffusers' default): round(linspace(0, T-1, S+1)) reversed, without its final 0.
+  leading:  (S, S-1, .., 1) * (T // (S+1)) + steps_offset -- note S+1, so it never visits 0.
+  trailing: round(T - k T/S) - 1 for k = 0 .. S-1.
+  karras:   S sigmas of Karras et al. 2022, eq. (5) (rho 7) between the training sigmas at T-1 and 0; the
+            network is called at each sigma's timestep (log-sigma interpolation) rounded to an integer, while
+            the update uses the Karras sigma itself. Spacing and steps_offset play no part in diffusers; the
+            studio refuses a spacing other than linspace, or a steps_offset, with karras.
+The noise levels of the other spacings are the training sigmas at the visited (integer) timesteps.
+
+Differences from diffusers, on purpose: trailing spacing always has S entries (diffusers' arange(T, 0, -T/S)
+gives S+1 for some S, e.g. T=1000, S=61, the last being timestep -1); explicit timestep lists and quad spacing
+are refused. The start is the engine's standard-normal x_T, as diffusers' (init_noise_sigma = 1).
+
+Scalars are computed in float32 torch arithmetic in diffusers' order of operations, so results match it to
+float32 rounding. Dynamic thresholding applies to m_i as in diffusers; UniPC has no plain clip_sample: an
+explicit clip_sample=True is refused, and the card's clip_sample is not applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..checks import require_int
+from ..errors import SettingsError
+from ..models.card import ModelCard
+from ..noise import SampleNoise
+from ..prediction import X0Clip
+from ..schedules import NoiseSchedule, ScheduleConfig, select_timesteps
+from .base import Predict, SamplerSettings, Step
+from .sigmas import karras_sigmas, sigma_to_t, train_sigmas
+
+UNIPC_SPACINGS = ("leading", "linspace", "trailing")
+DEFAULT_SPACING = "linspace"   # diffusers' UniPCMultistepScheduler default
+MAX_ORDER = 3
+
+
+@dataclass(frozen=True)
+class UniPCSettings(SamplerSettings):
+    """``order``: the UniP order p (1 to 3; the corrector then makes it p + 1), diffusers' solver_order.
+    ``karras``: Karras et al. noise levels (diffusers' use_karras_sigmas). ``thresholding`` (Imagen's dynamic
+    thresholding of the predicted x0) works as in diffusers; clip_sample does not exist for UniPC."""
+
+    name = "unipc"
+    steps: int = 20
+    spacing: str = DEFAULT_SPACING
+    order: int = 2
+    karras: bool = False
+
+    def __post_init__(self) -> None:
+        _check_spacing(self)
+        super().__post_init__()
+        _check_common(self)
+        require_int("order", self.order, 1, MAX_ORDER)
+        if not isinstance(self.karras, bool):
+            raise SettingsError(f"karras must be true or false, got {self.karras!r:.80}")
+        if self.spacing != "leading" and self.steps_offset:
+            raise SettingsError("steps_offset applies only to 'leading' spacing")
+        if self.karras and (self.spacing != DEFAULT_SPACING or self.steps_offset):
+            raise SettingsError(f"spacing and steps_offset do not apply with karras true for sampler {self.name} "
+                                f"(its Karras sigmas span the whole schedule): leave spacing {DEFAULT_SPACING} "
+                                "and steps_offset 0")
+
+    def resolve(self, card: ModelCard) -> "UniPCSettings":
+        """A copy checked against the model. UniPC has no clip: the card's clip_sample is not applied (an
+        explicit true was refused)."""
+        unclipped = self if self.clip_sample is not None else self.replace(clip_sample=False)
+        return SamplerSettings.resolve(unclipped, card)
+
+    def timestep_list(self, num_train_timesteps: int, schedule: NoiseSchedule | None = None) -> np.ndarray:
+        """The timesteps the run visits. With karras they depend on the model's schedule; without it the
+        default linear schedule of T stands in (the count is right, the values may not be)."""
+        if not self.karras:
+            return unipc_timesteps(num_train_timesteps, self.steps, self.spacing, self.steps_offset)
+        require_int("steps", self.steps, 1, num_train_timesteps, hint=" (num_train_timesteps)")
+        if num_train_timesteps < 2:
+            raise SettingsError("karras needs a model with num_train_timesteps >= 2 (it interpolates between them)")
+        if schedule is None or schedule.num_train_timesteps != num_train_timesteps:
+            schedule = ScheduleConfig(num_train_timesteps=num_train_timesteps).schedule()
+        return _karras_plan(train_sigmas(schedule), self.steps)[0]
+
+    def run(self, predict: Predict, schedule: NoiseSchedule, timesteps: np.ndarray, x_T: torch.Tensor,
+            noise: SampleNoise) -> Iterator[Step]:
+        """Sample with resolved settings (see ``resolve``); deterministic: ``noise`` is not drawn from."""
+        sigmas = unipc_sigmas(schedule, timesteps, self.karras)
+        return unipc_sample(predict, timesteps, sigmas, x_T, self.order, self.x0_clip())
+
+
+def _check_spacing(settings: SamplerSettings) -> None:
+    if settings.spacing not in UNIPC_SPACINGS:
+        raise SettingsError(f"spacing must be one of {', '.join(UNIPC_SPACINGS)} for sampler {settings.name}, "
+                            f"got {settings.spacing!r:.80}")
+
+
+def _check_common(settings: SamplerSettings) -> None:
+    """What UniPC refuses of the common settings: explicit timesteps and clip_sample."""
+    name = settings.name
+    if settings.timesteps is not None:
+        raise SettingsError(f"timesteps (an explicit list) is not supported by sampler {name}; give steps and "
+                            f"spacing ({', '.join(UNIPC_SPACINGS)})")
+    if settings.clip_sample:
+        raise SettingsError(f"clip_sample must be false or null for sampler {name}: diffusers' "
+                            "UniPCMultistepScheduler has no clipping (thresholding: true gives dynamic thresholding)")
+
+
+# --- timesteps and noise levels ---------------------------------------------------------------------------------
+def unipc_timesteps(num_train_timesteps: int, steps: int, spacing: str, steps_offset: int = 0) -> np.ndarray:
+    """The S timesteps UniPC visits without Karras sigmas, descending, int64 (see the module docstring)."""
+    T = num_train_timesteps
+    if spacing == "trailing":
+        return select_timesteps(T, steps, "trailing", steps_offset)   # refuses steps > T and any offset
+    if spacing != "leading" and steps_offset:
+        raise SettingsError("steps_offset applies only to 'leading' spacing")
+    steps = require_int("steps", steps, 1, T - 1, hint=f" (num_train_timesteps - 1 for {spacing} spacing)")
+    if spacing == "linspace":   # S + 1 points from 0 to T-1; the last (0) is dropped
+        ascending = np.round(np.linspace(0, T - 1, steps + 1))[1:]
+    else:                       # leading: a stride of T // (S + 1); 0 is dropped, the offset added
+        ascending = np.arange(1, steps + 1) * (T // (steps + 1)) + int(steps_offset)
+    timesteps = ascending[::-1].astype(np.int64)
+    if timesteps[0] > T - 1:
+        raise SettingsError(f"steps_offset {steps_offset} pushes the largest timestep to {timesteps[0]}, "
+                            f"past T-1 = {T - 1}")
+    if np.any(np.diff(timesteps) >= 0):
+        raise SettingsError(f"{spacing} spacing cannot give {steps} distinct timesteps of T={T}; use fewer steps")
+    return timesteps
+
+
+def unipc_sigmas(schedule: NoiseSchedule, timesteps: np.ndarray, karras: bool = False) -> np.ndarray:
+    """The S + 1 noise levels (the studio's sigma, float32) of a run over ``timesteps``: each step's, then 0."""
+    training = train_sigmas(schedule)
+    if karras:
+        sigmas = _karras_plan(training, len(timesteps))[1]
+    else:
+        sigmas = training[np.asarray(timesteps, dtype=np.int64)]
+    return np.append(sigmas, 0.0).astype(np.float32)   # final_sigmas_type "zero"
+
+
+def _karras_plan(training_sigmas: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Karras et al. 2022 eq. (5) sigmas between the training sigmas at T-1 and 0, and the integer timestep the
+    network is called at for each (log-sigma interpolation, rounded), as diffusers' UniPC computes them."""
+    sigmas = karras_sigmas(float(training_sigmas[-1]), float(training_sigmas[0]), steps)
+    timesteps = np.round(sigma_to_t(sigmas, np.log(training_sigmas))).astype(np.int64)
+    return timesteps, sigmas
+
+
+# --- the solver -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Level:
+    """One noise level in the paper's VP terms, as float32 0-dim tensors (diffusers' arithmetic)."""
+
+    alpha: torch.Tensor     # alpha_t = 1 / sqrt(1 + s^2)
+    sigma: torch.Tensor     # sigma_t = s alpha_t
+    lam: torch.Tensor       # lambda_t = log alpha_t - log sigma_t  (+inf at s = 0)
+
+    @classmethod
+    def of(cls, s: float) -> "_Level":
+        s = torch.tensor(s, dtype=torch.float32)
+        alpha = 1 / ((s**2 + 1) ** 0.5)
+        sigma = s * alpha
+        return cls(alpha, sigma, torch.log(alpha) - torch.log(sigma))
+
+
+@dataclass(frozen=True)
+class _Update:
+    """The scalars of one update (*): x_t = x_ratio x_s - x0_weight m_s - diff_weight sum_k a_k D_k."""
+
+    x_ratio: float          # sigma_t / sigma_s
+    x0_weight: float        # alpha_t (e^{-h} - 1)
+    diff_weight: float      # alpha_t B(h)
+    r: tuple[float, ...]    # r_k of the earlier outputs (not the corrector's r_p = 1)
+    a: tuple[float, ...]    # a_k; the corrector's last one weighs D_p = m_t - m_s
+
+
+def _update(level_s: _Level, level_t: _Level, earlier: list[_Level], corrector: bool) -> _Update:
+    """The scalars of the update (*) from level_s to level_t using the earlier outputs at ``earlier`` (nearest
+    first): UniP-p, or UniC-p when ``corrector``, with p = len(earlier) + 1."""
+    h = level_t.lam - level_s.lam
+    r = [(level.lam - level_s.lam) / h for level in earlier]       # r_k = (lambda_{s_k} - lambda_s) / h
+    nodes = r + [torch.ones(())] if corrector else r              # UniC adds the new output at r_p = 1
+    minus_h = -h                                                  # data prediction: the formulas at -h
+    e_minus_1 = torch.expm1(minus_h)                              # e^{-h} - 1 = (-h) phi_1(-h)
+    B = torch.expm1(minus_h)                                      # B(h) = e^h - 1 ("bh2"), at -h
+    n = len(nodes)
+    if n == 0:
+        a = []
+    elif n == 1:                                                  # UniP-2 / UniC-1: a_1 = 1/2
+        a = [torch.tensor(0.5)]
+    else:
+        g_over_B = []
+        minus_h_phi = e_minus_1 / minus_h - 1                     # (-h) phi_2(-h) = phi_1(-h) - 1
+        for k in range(1, n + 1):
+            g_over_B.append(minus_h_phi * math.factorial(k) / B)  # g_k / B(h) = k! (-h) phi_{k+1}(-h) / B(h)
+            minus_h_phi = minus_h_phi / minus_h - 1 / math.factorial(k + 1)   # (-h) phi_{k+2}(-h)
+        R = torch.stack([torch.pow(torch.stack(nodes), k - 1) for k in range(1, n + 1)])   # R[k][j] = r_j^(k-1)
+        a = list(torch.linalg.solve(R, torch.stack(g_over_B)))   # Theorem 3.1 / Corollary 3.2: R a = g / B
+    return _Update(
+        x_ratio=float(level_t.sigma / level_s.sigma),
+        x0_weight=float(level_t.alpha * e_minus_1),
+        diff_weight=float(level_t.alpha * B),
+        r=tuple(float(rk) for rk in r),
+        a=tuple(float(ak) for ak in a),
+    )
+
+
+def unipc_sample(
+    predict: Predict,
+    timesteps: np.ndarray,
+    sigmas: np.ndarray,
+    x_T: torch.Tensor,
+    order: int = 2,
+    clip: X0Clip = X0Clip(clip_sample=False),
+) -> Iterator[Step]:
+    """UniPC-``order`` over ``timesteps`` whose noise levels are ``sigmas`` (one per step, then 0)."""
+    ts = [int(t) for t in timesteps]
+    num_steps = len(ts)
+    levels = [_Level.of(float(s)) for s in sigmas]
+    clip_x0 = clip.function()
+    x = x_T                  # x~_i: where the model is called
+    x_corrected = None       # x^c_{i-1}: the predictor's start at the step before
+    outputs: list[torch.Tensor] = []   # m_{i-order+1} .. m_i, the latest last
+    last_order = 0           # the order of the previous predictor step: the corrector's
+    for i, t in enumerate(ts):
+        level = levels[i]
+        pred = predict(x, t, sqrt_terms=(float(level.alpha), float(level.sigma)))
+        m = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
+        if i > 0:   # UniC-p: x~_i -> x^c_i from x^c_{i-1} with m_i as the extra point (no extra model call)
+            earlier = [levels[i - 1 - k] for k in range(1, last_order)]
+            u = _update(levels[i - 1], level, earlier, corrector=True)
+            m_s = outputs[-1]
+            diffs = _weighted_differences(u, m_s, outputs[-1 - len(earlier):-1][::-1])
+            diffs = diffs + u.a[-1] * (m - m_s)                                       # + a_p D_p, r_p = 1
+            x = u.x_ratio * x_corrected - u.x0_weight * m_s - u.diff_weight * diffs   # (*), Theorem 3.1
+        outputs = (outputs + [m])[-order:]
+        p = min(order, i + 1, num_steps - i)   # warm-up, and lower-order final steps
+        x_corrected = x
+        # UniP-p: x^c_i -> x~_{i+1} with m_i and the p - 1 outputs before it
+        earlier = [levels[i - k] for k in range(1, p)]
+        u = _update(level, levels[i + 1], earlier, corrector=False)
+        diffs = _weighted_differences(u, m, outputs[-1 - len(earlier):-1][::-1])
+        x = u.x_ratio * x - u.x0_weight * m - u.diff_weight * diffs                   # (*), Corollary 3.2
+        last_order = p
+        yield Step(i, num_steps, t, ts[i + 1] if i + 1 < num_steps else -1, x, m, pred.eps, 0.0)
+
+
+def _weighted_differences(u: _Update, m_s: torch.Tensor, earlier_outputs: list[torch.Tensor]):
+    """sum_k a_k D_k over the earlier outputs (nearest first), D_k = (m_{s_k} - m_s) / r_k; 0 when none."""
+    total = 0
+    for a_k, r_k, m_k in zip(u.a, u.r, earlier_outputs):
+        total = total + a_k * ((m_k - m_s) / r_k)
+    return total
