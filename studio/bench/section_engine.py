@@ -22,7 +22,8 @@ import torch
 
 from ..core.engine import Run
 from ..core.models.denoiser import NetworkDenoiser
-from ..core.samplers import DDIMSettings, DDPMSettings
+from ..core.choices import SAMPLER_NAMES
+from ..core.samplers import SAMPLERS, DDIMSettings, DDPMSettings
 from ..core.settings import CLASS_CYCLE, RunSettings
 from . import models
 from .table import Row
@@ -31,6 +32,7 @@ from .workspace import Workspace
 
 GOAL = 1.02
 NULL_NETWORK_STEPS = 1000
+SOLVER_NULL_STEPS = 500   # the multistep solvers' spacings list at most T - 1 steps
 
 
 def drain(run: Run) -> torch.Tensor:
@@ -48,6 +50,13 @@ def synchronise(device: str) -> None:
 def samplers(ws: Workspace, ddpm_steps: int | None = None, ddim_steps: int | None = None):
     return [DDPMSettings(steps=ddpm_steps or ws.sizes.ddpm_steps),
             DDIMSettings(steps=ddim_steps or ws.sizes.ddim_steps)]
+
+
+def solvers(ws: Workspace, steps: int | None = None):
+    """Every other sampler, at the DDIM row's model calls (Heun: half the steps, two calls each)."""
+    steps = steps or ws.sizes.ddim_steps
+    return [SAMPLERS[name](steps=max(2, steps // 2) if name == "heun" else steps)
+            for name in SAMPLER_NAMES if name not in ("ddpm", "ddim")]
 
 
 def lockstep_rounds(ws: Workspace) -> int:
@@ -195,13 +204,17 @@ def rows(ws: Workspace, section: int = 1) -> list[Row]:
     null_steps = NULL_NETWORK_STEPS if sizes.repeats > 1 else 10
     cost_us = {}
     out = []
-    for sampler in samplers(ws, null_steps, null_steps):
+    for sampler in samplers(ws, null_steps, null_steps) + solvers(ws, min(null_steps, SOLVER_NULL_STEPS)):
         cost_us[sampler.name], how = studio_cost_per_step(ws, sampler, sizes.digits_batch)
         out.append(Row(section, f"studio's own cost per step · {sampler.name.upper()} · b{sizes.digits_batch}",
                        cost_us[sampler.name], "µs", detail=f"engine minus bare loop over {null_steps} steps of a "
                                                          f"network that returns its input ({how})"))
     digits = ws.digits
     for sampler in samplers(ws):
+        settings = RunSettings(sampler=sampler, batch_size=sizes.digits_batch, class_label=CLASS_CYCLE,
+                               device=ws.device)
+        out.append(compare(digits, f"digits UNet b{sizes.digits_batch}", settings, cost_us[sampler.name], ws, section))
+    for sampler in solvers(ws):
         settings = RunSettings(sampler=sampler, batch_size=sizes.digits_batch, class_label=CLASS_CYCLE,
                                device=ws.device)
         out.append(compare(digits, f"digits UNet b{sizes.digits_batch}", settings, cost_us[sampler.name], ws, section))

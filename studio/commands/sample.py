@@ -64,12 +64,15 @@ def _add_model_arguments(model) -> None:
 
 
 def _add_sampler_arguments(sampler) -> None:
-    sampler.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="default ddim")
+    sampler.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
+                         help="default ddim; what each is: docs/samplers.md")
     sampler.add_argument("--steps", type=int, default=None,
                          help=f"denoising steps (default: {DEFAULT_DDIM_STEPS} for ddim, "
-                              "num_train_timesteps for ddpm; at most num_train_timesteps)")
+                              "num_train_timesteps for ddpm, the sampler's own otherwise (20 for dpmpp_* and unipc); "
+                              "at most num_train_timesteps)")
     sampler.add_argument("--eta", type=float, default=None, help="DDIM noise, 0 (deterministic, default) to 1")
-    sampler.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing (default leading)")
+    sampler.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing (default: leading for ddim, ddpm and pndm, linspace for the "
+                              "others, as diffusers' schedulers)")
     sampler.add_argument("--variance", choices=VARIANCE_TYPES, default=None,
                          help="DDPM reverse variance (default: the card's variance_type)")
     sampler.add_argument("--order", type=int, default=None, metavar="N",
@@ -375,7 +378,7 @@ def _sampler_settings(args, card, base):
     if base is not None and base.name == name:
         values = {k: v for k, v in base.to_dict().items() if k != "sampler"}
     elif args.steps is None:
-        values["steps"] = card.num_train_timesteps if name == "ddpm" else min(DEFAULT_DDIM_STEPS,
+        values["steps"] = card.num_train_timesteps if name == "ddpm" else min(_default_steps(SAMPLERS[name]),
                                                                              card.num_train_timesteps)
     if args.steps is not None or args.spacing is not None:
         values.pop("timesteps", None)   # a recipe's explicit timesteps would override the steps or spacing asked for
@@ -391,6 +394,12 @@ def _sampler_settings(args, card, base):
             _require_sampler_setting(flag, setting, name, SAMPLERS)
             values[setting] = value
     return sampler_settings(name, **values)
+
+
+def _default_steps(sampler_class) -> int:
+    from dataclasses import fields
+
+    return next(f.default for f in fields(sampler_class) if f.name == "steps")
 
 
 def _require_sampler_setting(flag: str, setting: str, name: str, samplers: dict) -> None:

@@ -1,31 +1,35 @@
 """Solver error per model call, measured on an exact denoiser.
 
     python -m studio.studies.solver_error [--out DIR] [--quick] [--samplers a,b,...] [--calls 5,10,20,50,100]
-                                          [--spacing S[,S2,...]] [--write-docs [--docs DIR]]
+        [--spacing trailing,linspace,leading] [--covariance-scale F] [--batch B] [--write-docs [--docs DIR]]
 
 What is measured (docs/solver-error.md says it at more length):
 
-- The model: the exact (MMSE) denoiser of a fixed 2-D Gaussian mixture (``MIXTURE``: three components at unit
-  distance, standard deviations 0.2 to 0.4), ``studio.core.models.analytic``, on the model card's default
-  schedule (T = 1000, linear betas 1e-4 to 0.02). No network is trained, so every error below is the solver's.
+- The model: the exact (MMSE) denoiser of a fixed 2-D Gaussian mixture (``MIXTURE``: three components with means
+  about 2 apart and standard deviations 0.45 to 0.77), ``studio.core.models.analytic``, on the model card's default
+  schedule (T = 1000, linear betas 1e-4 to 0.02). No network is trained, so every error is the solver's.
 - x_T: ``--batch`` standard-normal samples from a fixed seed, the same for every sampler and step count.
-- The reference: the probability-flow ODE from the same x_T at t = T - 1, solved to convergence. In Karras et al.'s
-  sigma form (x = x0 + sigma eps, x_T = x / sqrt(1 + sigma^2)) it reads dx / d(log sigma) = x - D(x; sigma), with
-  D the exact denoiser at any sigma (``GaussianMixtureEps.denoise``; no timestep involved). It is integrated with
-  the classical fourth-order Runge-Kutta method in float64 on a uniform grid in log sigma from sigma_{T-1} down to
-  ``SIGMA_END`` (then x0 = D(x; SIGMA_END), which is O(SIGMA_END^2) off), with ``REFERENCE_STEPS`` steps; the
-  same with half the steps is reported as its convergence check. It calls none of the studio's samplers. The
-  studio's DDIM converges to it at first order: with all 1000 timesteps it is still about 2e-3 off (reported
-  too), which is why DDIM with 1000 steps is not the reference: that is as large as the higher-order solvers'
-  errors at 100 model calls.
+- The reference: the probability-flow ODE from the same x_T, solved to convergence. In Karras et al.'s sigma form
+  (x = x0 + sigma eps, x_t = x / sqrt(1 + sigma^2)) it reads dx / d(log sigma) = x - D(x; sigma), with D the exact
+  denoiser at any sigma (``GaussianMixtureEps.denoise``; no timestep involved). It is integrated with the classical
+  fourth-order Runge-Kutta method in float64 on a uniform grid in log sigma from the run's first sigma (sigma_{T-1}
+  for trailing and linspace spacing) down to ``SIGMA_END``, then x0 = D(x; SIGMA_END) (O(SIGMA_END^2) off), with
+  ``REFERENCE_STEPS`` steps; the same with half the steps is reported as its convergence check. It calls none of
+  the studio's samplers. The studio's DDIM converges to it at first order: with all 1000 timesteps it is still
+  about 2e-3 off (reported), as large as the higher-order solvers' errors at 100 model calls, which is why DDIM
+  with 1000 steps is not the reference. Leading spacing starts below T - 1 (t = 980 for 50 steps); such a run is
+  measured against the solution from its own start, and what that start alone changes is reported beside.
 - The error of a run: the RMS over the samples of the Euclidean distance between the run's final sample and the
-  reference, sqrt(mean_i |x_i - ref_i|^2), in data units (the mixture's means are about 1 apart).
+  reference, sqrt(mean_i |x_i - ref_i|^2), in data units.
 - Model calls: counted at the network (a forward hook), not taken from the sampler's own account. For a budget of
   N calls each sampler gets the largest step count whose ``model_calls`` fits in N (Heun: 2 S - 1 calls for S
   steps, so 25 steps for 50 calls); a cell shows the calls actually made in brackets where they differ from N.
 - The samplers run as a user runs them: through ``studio.core.engine`` in float32 on the CPU, with the settings'
-  defaults but ``steps``, ``spacing``, ``clip_sample=False`` (and ``order`` for UniPC, ``skip_prk_steps`` for PNDM
-  where the settings have it). Stochastic samplers (ddpm, euler_a, dpmpp_2m_sde) are not measured.
+  defaults but ``steps``, ``spacing``, ``clip_sample=False``, ``order`` for UniPC and, where the settings have
+  them, PNDM's ``skip_prk_steps`` and ``set_alpha_to_one`` (its default, false, stops at alpha_bar_0, sigma 0.01,
+  which is not the solver's error). Stochastic samplers (ddpm, euler_a, dpmpp_2m_sde) are not measured.
+- The trailing table also has a row that is not a sampler, ``FLOOR_LABEL``: the exact solution down to the last
+  trailing timestep of N steps, then one first-order step to sigma = 0 (``final_step_floor``).
 
 A sampler that is not registered in ``studio.core.samplers.SAMPLERS`` is imported from its module (euler.py,
 heun.py, dpm_solver.py, unipc.py, pndm.py) when that exists; one that is neither is skipped with a note, so the
@@ -40,10 +44,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import math
 import sys
+import textwrap
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -159,14 +166,19 @@ def settings_for_calls(cls: type, calls: int, spacing: str, options: dict, num_t
     """The settings with the most steps whose model calls fit in ``calls``; None where none do. The calls are the
     settings' own account, ``model_calls`` of the length of their timestep list (PNDM lists S + 1 for S steps);
     the run counts them again."""
+    refusal, built = None, False
     for steps in range(calls, 0, -1):
         try:
             settings = cls(steps=steps, spacing=spacing, clip_sample=False, **options)
             solver_steps = len(settings.timestep_list(num_train_timesteps))
-        except SettingsError:
+        except SettingsError as error:   # too few steps for the solver, or settings it refuses at any count
+            refusal = error
             continue
+        built = True
         if settings.model_calls(solver_steps) <= calls:
             return settings
+    if refusal is not None and not built:
+        raise refusal
     return None
 
 
@@ -184,7 +196,7 @@ def reference_solution(mixture: GaussianMixtureEps, x_T: torch.Tensor, sigma_sta
     def slope(x: torch.Tensor, log_sigma: float) -> torch.Tensor:   # dx / d(log sigma) = sigma eps = x - D
         return x - mixture.denoise(x, math.exp(log_sigma))
 
-    for here, there in zip(grid[:-1], grid[1:]):
+    for here, there in itertools.pairwise(grid):
         h = there - here
         k1 = slope(x, here)
         k2 = slope(x + 0.5 * h * k1, here + 0.5 * h)
@@ -211,7 +223,7 @@ def run_sampler(model: CountingDenoiser, settings, x_T: torch.Tensor) -> tuple[t
 def fitted_order(points: list[dict]) -> float | None:
     """Minus the least-squares slope of log(error) against log(model calls) over the budgets from
     ORDER_FROM_CALLS up (None with fewer than two)."""
-    used = [(p["model_calls"], p["error"]) for p in points
+    used = [(p.get("model_calls", p["calls"]), p["error"]) for p in points
             if p.get("error") and p["calls"] >= ORDER_FROM_CALLS]
     if len(used) < 2:
         return None
@@ -251,7 +263,25 @@ def measure(variants=VARIANTS, calls=CALLS, spacings=SPACINGS, batch: int = BATC
             reference_steps: int = REFERENCE_STEPS, ddim_cross_check: bool = True, mixture: dict = MIXTURE,
             log=None) -> dict:
     """Every number of the study, as the JSON holds it."""
-    log = log or (lambda text: None)
+    with single_thread():
+        return _measure(variants, calls, spacings, batch, reference_steps, ddim_cross_check, mixture,
+                        log or (lambda text: None))
+
+
+@contextmanager
+def single_thread():
+    """One torch thread for the block: the tensors are tiny, and on a busy machine several threads wait on each
+    other (a 100-step DDIM run of this study took 4.7 s with two threads on a loaded two-core machine, 0.07 s with
+    one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(variants, calls, spacings, batch, reference_steps, ddim_cross_check, mixture, log) -> dict:
     started = time.perf_counter()
     model = CountingDenoiser(mixture)
     card = model.denoiser.card
@@ -313,8 +343,13 @@ def measure(variants=VARIANTS, calls=CALLS, spacings=SPACINGS, batch: int = BATC
                 if settings is None:
                     points.append({"calls": budget, "error": None, "why": f"no step count fits {budget} calls"})
                     continue
-                start = float(settings.resolve(card).timestep_list(T, model.denoiser.schedule)[0])
-                final, made = run_sampler(model, settings, x_T)
+                try:
+                    start = float(settings.resolve(card).timestep_list(T, model.denoiser.schedule)[0])
+                    final, made = run_sampler(model, settings, x_T)
+                except Exception as error:   # a sampler still being written may fail in any way: say so, go on
+                    points.append({"calls": budget, "steps": settings.steps, "error": None,
+                                   "why": f"{type(error).__name__}: {str(error)[:200]}"})
+                    continue
                 points.append({"calls": budget, "steps": settings.steps, "model_calls": made, "start_t": start,
                                "error": rms_distance(final, references(start)),
                                "error_from_T": rms_distance(final, references.full),
@@ -323,12 +358,35 @@ def measure(variants=VARIANTS, calls=CALLS, spacings=SPACINGS, batch: int = BATC
                          "order": fitted_order(points)})
             log(f"{spacing:>8} {variant.label}: " + ", ".join(
                 f"{p['calls']}: {p['error']:.3g}" if p["error"] is not None else f"{p['calls']}: -" for p in points))
+        if spacing == "trailing":
+            rows.append(final_step_floor(model, references, calls, reference_steps))
         results["tables"].append({"spacing": spacing, "rows": rows})
     results["start_offsets"] = {f"{t:g}": rms_distance(solution, references.full)
                                 for t, solution in sorted(references.solutions.items(), reverse=True)
                                 if t != references.last}
     results["seconds"] = round(time.perf_counter() - started, 1)
     return results
+
+
+FLOOR_LABEL = "final step alone"
+
+
+def final_step_floor(model: CountingDenoiser, references: References, calls, steps: int) -> dict:
+    """The error of the exact solution down to the last trailing timestep of S = N steps, t = T/S - 1, followed by
+    one first-order step to sigma = 0, x0 = D(x; sigma_t). DDIM, Euler, Heun, DPM-Solver++ and UniPC all end with
+    that step (their last step lands on sigma = 0 and returns the data prediction), so this is the error their last
+    step alone makes; a scale rather than a bound, as a run's earlier errors may add to it or cancel part of it."""
+    from ..core.samplers import DDIMSettings
+
+    T = model.denoiser.card.num_train_timesteps
+    points = []
+    for budget in calls:
+        t_last = float(DDIMSettings(steps=min(budget, T), spacing="trailing").timestep_list(T)[-1])
+        exact_then_step = reference_solution(model.mixture, references.x_T, references.sigma(T - 1), steps,
+                                             sigma_end=references.sigma(t_last))
+        points.append({"calls": budget, "t_last": t_last, "error": rms_distance(exact_then_step, references.full)})
+    return {"sampler": "final_step", "label": FLOOR_LABEL, "kind": "floor", "points": points,
+            "order": fitted_order(points)}
 
 
 def error_at(results: dict, key: str, calls: int, spacing: str | None = None) -> dict | None:
@@ -347,11 +405,19 @@ def _cell(point: dict) -> str:
     if point.get("error") is None:
         return "-"
     text = f"{point['error']:.3g}"
-    return text if point["model_calls"] == point["calls"] else f"{text} ({point['model_calls']})"
+    made = point.get("model_calls", point["calls"])
+    return text if made == point["calls"] else f"{text} ({made})"
+
+
+LINE_LIMIT = 120   # the docs' longest line
+
+
+def _paragraph(text: str) -> list[str]:
+    return textwrap.wrap(text, LINE_LIMIT, break_long_words=False, break_on_hyphens=False) + [""]
 
 
 def markdown_tables(results: dict) -> str:
-    """The tables and the reference's figures, as the docs' generated block holds them."""
+    """The tables and the notes under them, as the docs' generated block holds them (lines <= 120 characters)."""
     calls = results["calls"]
     lines = []
     for table in results["tables"]:
@@ -360,32 +426,41 @@ def markdown_tables(results: dict) -> str:
                   "|---|" + "---:|" * (len(calls) + 1)]
         for row in table["rows"]:
             order = "-" if row["order"] is None else f"{row['order']:.2f}"
-            lines.append(f"| {row['label']} | " + " | ".join(_cell(p) for p in row["points"]) + f" | {order} |")
+            label = f"*{row['label']}*" if row.get("kind") == "floor" else row["label"]
+            lines.append(f"| {label} | " + " | ".join(_cell(p) for p in row["points"]) + f" | {order} |")
         lines.append("")
+    lines += _paragraph(f"Errors: RMS over {results['batch']} samples of the distance to the converged solution. "
+                        "(n): the run made n model calls. Order: the fitted slope of log error against log calls from "
+                        f"{ORDER_FROM_CALLS} calls up.")
+    if any(row.get("kind") == "floor" for table in results["tables"] for row in table["rows"]):
+        lines += _paragraph(f"*{FLOOR_LABEL}* (not a sampler): the exact solution down to the last trailing timestep "
+                            "of N steps, t = T/N - 1, then one first-order step to sigma = 0, x0 = D(x; sigma), the "
+                            "step DDIM, Euler, Heun, DPM-Solver++ and UniPC end with: the error that last step alone "
+                            "makes.")
     ref = results["reference"]
-    lines.append(f"Errors: RMS distance to the converged solution over {results['batch']} samples. (n): the run made n "
-                 f"model calls. Order: fitted slope of log error against log calls from {ORDER_FROM_CALLS} calls up.")
-    lines.append("")
     check = (f"Reference: RK4 with {ref['steps']} steps in log sigma; with {ref['check_steps']} steps it differs by "
              f"{ref['check_difference']:.1e}.")
     if "ddim_error" in ref:
         check += " The studio's DDIM (trailing) is " + " and ".join(
             f"{error:.1e} off with {steps} steps" for steps, error in ref["ddim_error"].items()) + "."
-    lines.append(check)
+    lines += _paragraph(check)
     offsets = results.get("start_offsets")
     if offsets:
-        lines += ["", "Runs that start below t = T - 1 (leading spacing) are measured against the solution from their "
-                      "own start; that start alone moves the final sample by " + ", ".join(
-                          f"{distance:.2g} (t = {t})" for t, distance in offsets.items()) + "."]
+        lines += _paragraph("Runs that start below t = T - 1 (leading spacing) are measured against the solution from "
+                            "their own start; that start alone moves the final sample by " + ", ".join(
+                                f"{distance:.2g} (t={t})" for t, distance in offsets.items()) + ".")
     if results["skipped"]:
-        lines += ["", "Not measured: " + "; ".join(f"{s['sampler']} ({s['why']})" for s in results["skipped"]) + "."]
-    return "\n".join(lines) + "\n"
+        lines += _paragraph("Not measured: " + "; ".join(f"{s['sampler']} ({s['why']})" for s in results["skipped"])
+                            + ".")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def markdown_report(results: dict) -> str:
+    head = (f"{results['what']}; T = {results['schedule']['num_train_timesteps']}, {results['batch']} samples, "
+            f"seed {results['seed']}, made by `{results.get('command', 'python -m studio.studies.solver_error')}`. "
+            "See docs/solver-error.md.")
     return ("# Solver error per model call (exact Gaussian-mixture denoiser)\n\n"
-            f"{results['what']}; T = {results['schedule']['num_train_timesteps']}, {results['batch']} samples, "
-            f"seed {results['seed']}. See docs/solver-error.md.\n\n" + markdown_tables(results))
+            + "\n".join(_paragraph(head)) + "\n" + markdown_tables(results))
 
 
 # --- the plot -------------------------------------------------------------------------------------------------------
@@ -406,7 +481,7 @@ def svg_plot(results: dict) -> str:
     tables = results["tables"]
     points = [p for t in tables for r in t["rows"] for p in r["points"] if p.get("error")]
     errors = [p["error"] for p in points] or [1e-3, 1.0]
-    calls = [p["model_calls"] for p in points] or results["calls"]
+    calls = [p.get("model_calls", p["calls"]) for p in points] or results["calls"]
     y_low, y_high = math.floor(math.log10(min(errors))), math.ceil(math.log10(max(errors)))
     y_high = max(y_high, y_low + 1)
     x_low, x_high = math.log10(min(calls) / 1.15), math.log10(max(calls) * 1.15)
@@ -419,17 +494,20 @@ def svg_plot(results: dict) -> str:
             if row["label"] not in labels:
                 labels.append(row["label"])
     colour = {label: COLOURS[i % len(COLOURS)] for i, label in enumerate(labels)}
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+    # every other line dashed, so lines that coincide (euler is ddim in sigma form) both show
+    dash = {label: ' stroke-dasharray="6,3"' if i % 2 else "" for i, label in enumerate(labels)}
+    colour[FLOOR_LABEL], dash[FLOOR_LABEL] = "#555555", ' stroke-dasharray="2,3"'   # not a sampler: grey, dotted
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'),
            f'<rect width="{width}" height="{height}" fill="white"/>']
     for index, table in enumerate(tables):
         left = index * (MARGIN_L + PANEL_W + GAP) + MARGIN_L
         top = MARGIN_T
 
-        def px(value: float) -> float:
+        def px(value: float, left: float = left) -> float:
             return left + (math.log10(value) - x_low) / (x_high - x_low) * PANEL_W
 
-        def py(value: float) -> float:
+        def py(value: float, top: float = top) -> float:
             return top + (y_high - math.log10(value)) / (y_high - y_low) * PANEL_H
 
         out.append(f'<text x="{left + PANEL_W / 2:.1f}" y="{top - 10}" text-anchor="middle" font-size="13">'
@@ -450,18 +528,19 @@ def svg_plot(results: dict) -> str:
             out.append(f'<text x="14" y="{middle:.1f}" text-anchor="middle" transform="rotate(-90 14 {middle:.1f})">'
                        'RMS error vs converged solution</text>')
         for row in table["rows"]:
-            xy = [(px(p["model_calls"]), py(p["error"])) for p in row["points"] if p.get("error")]
+            xy = [(px(p.get("model_calls", p["calls"])), py(p["error"])) for p in row["points"] if p.get("error")]
             if not xy:
                 continue
             stroke = colour[row["label"]]
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{stroke}" stroke-width="1.6"/>')
+            out.append(f'<polyline points="{path}" fill="none" stroke="{stroke}" stroke-width="1.6"'
+                       f'{dash[row["label"]]}/>')
             out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.6" fill="{stroke}"/>' for x, y in xy]
     legend_left = panels * (MARGIN_L + PANEL_W) + (panels - 1) * GAP + 16
     for i, label in enumerate(labels):
         y = MARGIN_T + 10 + 18 * i
         out.append(f'<line x1="{legend_left}" y1="{y}" x2="{legend_left + 22}" y2="{y}" '
-                   f'stroke="{colour[label]}" stroke-width="2"/>')
+                   f'stroke="{colour[label]}" stroke-width="2"{dash[label]}/>')
         out.append(f'<text x="{legend_left + 28}" y="{y + 4}">{_escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -537,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.studies.solver_error",
                                      description="Each deterministic sampler's error against the converged "
                                                  "probability-flow solution, per model call, on an exact denoiser.")
-    parser.add_argument("--out", type=Path, default=Path("solver-error"), help="folder for the three files")
+    parser.add_argument("--out", type=Path, default=Path("build/solver-error"),
+                        help="folder for the three files (default build/solver-error)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a few seconds: {QUICK_BATCH} samples, calls {','.join(map(str, QUICK_CALLS))}, "
                              f"a {QUICK_REFERENCE_STEPS}-step reference, no DDIM cross-check")
@@ -552,14 +632,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help=f"samples (default {BATCH}, quick {QUICK_BATCH})")
     parser.add_argument("--write-docs", action="store_true",
                         help="also rewrite the generated block of docs/solver-error.md and docs/solver-error.svg")
-    parser.add_argument("--docs", type=Path, default=None, help="the docs folder for --write-docs")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="the docs folder for --write-docs (default: the repository's; it takes only the default "
+                             "measurement)")
     args = parser.parse_args(argv)
-    batch = args.batch or (QUICK_BATCH if args.quick else BATCH)
+    batch = args.batch if args.batch is not None else (QUICK_BATCH if args.quick else BATCH)
     if batch < 1:
         parser.error("--batch must be >= 1")
     if not args.covariance_scale > 0:
         parser.error("--covariance-scale must be > 0")
     calls = args.calls or (QUICK_CALLS if args.quick else CALLS)
+    default = (not args.quick and args.samplers == VARIANTS and calls == CALLS and args.spacing == SPACINGS
+               and batch == BATCH and args.covariance_scale == 1.0)
+    if args.write_docs and args.docs is None and not default:
+        parser.error("--write-docs writes the repository's docs/solver-error.md only with the default measurement "
+                     "(no --quick, --samplers, --calls, --spacing, --batch or --covariance-scale); pass --docs DIR "
+                     "to write another folder's")
     mixture = dict(MIXTURE, covariances=(np.asarray(MIXTURE["covariances"]) * args.covariance_scale).tolist())
     results = measure(args.samplers, calls, args.spacing, batch,
                       QUICK_REFERENCE_STEPS if args.quick else REFERENCE_STEPS, ddim_cross_check=not args.quick,

@@ -58,6 +58,7 @@ explicit clip_sample=True is refused, and the card's clip_sample is not applied.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -70,9 +71,9 @@ from ..errors import SettingsError
 from ..models.card import ModelCard
 from ..noise import SampleNoise
 from ..prediction import X0Clip
-from ..schedules import NoiseSchedule, ScheduleConfig, select_timesteps
+from ..schedules import NoiseSchedule, ScheduleConfig
 from .base import Predict, SamplerSettings, Step
-from .sigmas import karras_sigmas, sigma_to_t, train_sigmas
+from .multistep_timesteps import karras_plan, multistep_timesteps, sigmas_at
 
 UNIPC_SPACINGS = ("leading", "linspace", "trailing")
 DEFAULT_SPACING = "linspace"   # diffusers' UniPCMultistepScheduler default
@@ -115,13 +116,10 @@ class UniPCSettings(SamplerSettings):
         """The timesteps the run visits. With karras they depend on the model's schedule; without it the
         default linear schedule of T stands in (the count is right, the values may not be)."""
         if not self.karras:
-            return unipc_timesteps(num_train_timesteps, self.steps, self.spacing, self.steps_offset)
-        require_int("steps", self.steps, 1, num_train_timesteps, hint=" (num_train_timesteps)")
-        if num_train_timesteps < 2:
-            raise SettingsError("karras needs a model with num_train_timesteps >= 2 (it interpolates between them)")
+            return multistep_timesteps(num_train_timesteps, self.steps, self.spacing, self.steps_offset)
         if schedule is None or schedule.num_train_timesteps != num_train_timesteps:
             schedule = ScheduleConfig(num_train_timesteps=num_train_timesteps).schedule()
-        return _karras_plan(train_sigmas(schedule), self.steps)[0]
+        return karras_plan(schedule, self.steps).timesteps
 
     def run(self, predict: Predict, schedule: NoiseSchedule, timesteps: np.ndarray, x_T: torch.Tensor,
             noise: SampleNoise) -> Iterator[Step]:
@@ -147,44 +145,12 @@ def _check_common(settings: SamplerSettings) -> None:
                             "UniPCMultistepScheduler has no clipping (thresholding: true gives dynamic thresholding)")
 
 
-# --- timesteps and noise levels ---------------------------------------------------------------------------------
-def unipc_timesteps(num_train_timesteps: int, steps: int, spacing: str, steps_offset: int = 0) -> np.ndarray:
-    """The S timesteps UniPC visits without Karras sigmas, descending, int64 (see the module docstring)."""
-    T = num_train_timesteps
-    if spacing == "trailing":
-        return select_timesteps(T, steps, "trailing", steps_offset)   # refuses steps > T and any offset
-    if spacing != "leading" and steps_offset:
-        raise SettingsError("steps_offset applies only to 'leading' spacing")
-    steps = require_int("steps", steps, 1, T - 1, hint=f" (num_train_timesteps - 1 for {spacing} spacing)")
-    if spacing == "linspace":   # S + 1 points from 0 to T-1; the last (0) is dropped
-        ascending = np.round(np.linspace(0, T - 1, steps + 1))[1:]
-    else:                       # leading: a stride of T // (S + 1); 0 is dropped, the offset added
-        ascending = np.arange(1, steps + 1) * (T // (steps + 1)) + int(steps_offset)
-    timesteps = ascending[::-1].astype(np.int64)
-    if timesteps[0] > T - 1:
-        raise SettingsError(f"steps_offset {steps_offset} pushes the largest timestep to {timesteps[0]}, "
-                            f"past T-1 = {T - 1}")
-    if np.any(np.diff(timesteps) >= 0):
-        raise SettingsError(f"{spacing} spacing cannot give {steps} distinct timesteps of T={T}; use fewer steps")
-    return timesteps
-
-
 def unipc_sigmas(schedule: NoiseSchedule, timesteps: np.ndarray, karras: bool = False) -> np.ndarray:
-    """The S + 1 noise levels (the studio's sigma, float32) of a run over ``timesteps``: each step's, then 0."""
-    training = train_sigmas(schedule)
+    """The S + 1 noise levels (the studio's sigma, float32) of a run over ``timesteps``: each step's, then 0
+    (final_sigmas_type "zero"). UniPC and DPM-Solver++ share diffusers' multistep timestep rule."""
     if karras:
-        sigmas = _karras_plan(training, len(timesteps))[1]
-    else:
-        sigmas = training[np.asarray(timesteps, dtype=np.int64)]
-    return np.append(sigmas, 0.0).astype(np.float32)   # final_sigmas_type "zero"
-
-
-def _karras_plan(training_sigmas: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Karras et al. 2022 eq. (5) sigmas between the training sigmas at T-1 and 0, and the integer timestep the
-    network is called at for each (log-sigma interpolation, rounded), as diffusers' UniPC computes them."""
-    sigmas = karras_sigmas(float(training_sigmas[-1]), float(training_sigmas[0]), steps)
-    timesteps = np.round(sigma_to_t(sigmas, np.log(training_sigmas))).astype(np.int64)
-    return timesteps, sigmas
+        return karras_plan(schedule, len(timesteps)).sigmas
+    return sigmas_at(schedule, timesteps)
 
 
 # --- the solver -------------------------------------------------------------------------------------------------
@@ -257,33 +223,43 @@ def unipc_sample(
     """UniPC-``order`` over ``timesteps`` whose noise levels are ``sigmas`` (one per step, then 0)."""
     ts = [int(t) for t in timesteps]
     num_steps = len(ts)
-    levels = [_Level.of(float(s)) for s in sigmas]
+    levels, correctors, predictors = _plan(np.asarray(sigmas, dtype=np.float32).tobytes(), order)
     clip_x0 = clip.function()
     x = x_T                  # x~_i: where the model is called
     x_corrected = None       # x^c_{i-1}: the predictor's start at the step before
     outputs: list[torch.Tensor] = []   # m_{i-order+1} .. m_i, the latest last
-    last_order = 0           # the order of the previous predictor step: the corrector's
     for i, t in enumerate(ts):
-        level = levels[i]
-        pred = predict(x, t, sqrt_terms=(float(level.alpha), float(level.sigma)))
+        pred = predict(x, t, sqrt_terms=levels[i])
         m = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
         if i > 0:   # UniC-p: x~_i -> x^c_i from x^c_{i-1} with m_i as the extra point (no extra model call)
-            earlier = [levels[i - 1 - k] for k in range(1, last_order)]
-            u = _update(levels[i - 1], level, earlier, corrector=True)
+            u = correctors[i]
             m_s = outputs[-1]
-            diffs = _weighted_differences(u, m_s, outputs[-1 - len(earlier):-1][::-1])
+            diffs = _weighted_differences(u, m_s, outputs[-1 - len(u.r):-1][::-1])
             diffs = diffs + u.a[-1] * (m - m_s)                                       # + a_p D_p, r_p = 1
             x = u.x_ratio * x_corrected - u.x0_weight * m_s - u.diff_weight * diffs   # (*), Theorem 3.1
         outputs = (outputs + [m])[-order:]
-        p = min(order, i + 1, num_steps - i)   # warm-up, and lower-order final steps
         x_corrected = x
         # UniP-p: x^c_i -> x~_{i+1} with m_i and the p - 1 outputs before it
-        earlier = [levels[i - k] for k in range(1, p)]
-        u = _update(level, levels[i + 1], earlier, corrector=False)
-        diffs = _weighted_differences(u, m, outputs[-1 - len(earlier):-1][::-1])
+        u = predictors[i]
+        diffs = _weighted_differences(u, m, outputs[-1 - len(u.r):-1][::-1])
         x = u.x_ratio * x - u.x0_weight * m - u.diff_weight * diffs                   # (*), Corollary 3.2
-        last_order = p
         yield Step(i, num_steps, t, ts[i + 1] if i + 1 < num_steps else -1, x, m, pred.eps, 0.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(sigmas: bytes, order: int) -> tuple[tuple, tuple, tuple]:
+    """Every step's scalars, made once per (noise levels, order): the levels' (alpha, sigma) as floats, and the
+    corrector's (None at the first step) and predictor's update. Step i's predictor has order
+    p_i = min(order, i + 1, S - i) (a warm-up, and lower-order final steps); its corrector has p_{i-1}."""
+    levels = [_Level.of(float(s)) for s in np.frombuffer(sigmas, dtype=np.float32)]
+    num_steps = len(levels) - 1
+    orders = [min(order, i + 1, num_steps - i) for i in range(num_steps)]
+    predictors = tuple(_update(levels[i], levels[i + 1], [levels[i - k] for k in range(1, orders[i])], False)
+                       for i in range(num_steps))
+    correctors = (None,) + tuple(
+        _update(levels[i - 1], levels[i], [levels[i - 1 - k] for k in range(1, orders[i - 1])], True)
+        for i in range(1, num_steps))
+    return tuple((float(level.alpha), float(level.sigma)) for level in levels), correctors, predictors
 
 
 def _weighted_differences(u: _Update, m_s: torch.Tensor, earlier_outputs: list[torch.Tensor]):
