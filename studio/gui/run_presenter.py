@@ -5,6 +5,10 @@ painting is coalesced to at most one repaint per ``REPAINT_INTERVAL_MS`` while a
 GUI thread's work would take more than its share of the machine from the sampler (``live_pace``), the
 plots (cursors, per-step curves) follow at most every ``LIVE_PLOTS_INTERVAL_S``; the last step is always
 painted in full, and scrubbing a finished run paints at once.
+
+Each step the worker sends is one entry of the timeline, whatever it cost: a Heun step that made two model calls
+is one step, PNDM's start (t_1 visited twice) two. The presenter keeps every step's own timestep, fractional for
+the sigma-space solvers (the trajectory store keeps whole ones), and its model calls, whose sum is the run's NFE.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from ..core.preview import GridLayout, tile_channels
 from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
 from .live_pace import REPAINT_INTERVAL_MS, LivePace
+from .status_texts import calls_text, timestep_text
 from .float_trajectory import DEFAULT_FLOAT_BUDGET_BYTES, FloatTrajectory, float_trajectory_bytes
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
@@ -40,6 +45,9 @@ class RunPresenter(QObject):
         self.store: TrajectoryStore | None = None
         self.floats: FloatTrajectory | None = None
         self.info: RunInfo | None = None
+        self.timesteps = np.zeros(0)        # each step's t and t_prev as the sampler gave them (float; -1: data)
+        self.timesteps_prev = np.zeros(0)
+        self.step_calls = np.zeros(0, dtype=np.int64)   # each step's model calls
         self.card = None
         self.schedule = None
         self.focused = 0
@@ -79,6 +87,7 @@ class RunPresenter(QObject):
         self._repaint_timer.stop()
         self._pending_layout = None
         self.store, self.info, self.floats = None, None, None
+        self._reset_steps(0)
         self.live = False
         self._curves_drawn = 0
         if new_run:
@@ -89,6 +98,16 @@ class RunPresenter(QObject):
         self.timeline.reset()
         self.plots.clear_run()
         self._captions()
+
+    def _reset_steps(self, num_steps: int) -> None:
+        self.timesteps = np.full(num_steps, np.nan)
+        self.timesteps_prev = np.full(num_steps, np.nan)
+        self.step_calls = np.zeros(num_steps, dtype=np.int64)
+
+    @property
+    def model_calls_done(self) -> int:
+        """The model calls the steps received so far made (the run's NFE once it has finished)."""
+        return int(self.step_calls.sum())
 
     @property
     def has_steps(self) -> bool:
@@ -114,6 +133,7 @@ class RunPresenter(QObject):
                                          budget_bytes=self.budget_bytes)
             self.store.set_initial(info.x_T_values)
         self.floats = FloatTrajectory(info.num_steps, info.x_T, self.float_budget_bytes)
+        self._reset_steps(info.num_steps)
         self.focused = min(self.focused, batch - 1)
         if self._pending_layout is None:
             self._mark_focus()
@@ -131,6 +151,9 @@ class RunPresenter(QObject):
     def on_steps(self, steps: list[WorkerStep]) -> None:
         for step in steps:   # every step is kept (or its keyframe); only painting is coalesced
             self.store.append(step.frames)
+            index = step.frames.index
+            self.timesteps[index], self.timesteps_prev[index] = float(step.frames.t), float(step.frames.t_prev)
+            self.step_calls[index] = step.model_calls
             self.floats.append(step.frames.index, step.x_t, step.x0_pred)
         self.timeline.grow(self.store.steps_done)
 
@@ -194,7 +217,7 @@ class RunPresenter(QObject):
         """The schedule cursor was dragged to t: show the step whose timestep is nearest."""
         if not self.has_steps:
             return
-        done = self.store.timesteps[:self.store.steps_done]
+        done = self.timesteps[:self.store.steps_done]
         self.timeline.set_step(int(np.argmin(np.abs(done - t))))
 
     def paint(self, full: bool = False) -> None:
@@ -227,7 +250,7 @@ class RunPresenter(QObject):
         scrubbed = index != self.store.latest_index   # the user moved the timeline back: follow at once
         if full or not self.live or scrubbed or now - self._plots_at >= LIVE_PLOTS_INTERVAL_S:
             self._plots_at = now
-            self.plots.set_cursor(int(self.store.timesteps[index]), index + 1)
+            self.plots.set_cursor(float(self.timesteps[index]), index + 1)
             if self._curves_drawn != self.store.steps_done:
                 done = self.store.steps_done
                 self.plots.set_step_curves(self.store.x_t_std[:done], self.store.x0_change[:done])
@@ -235,14 +258,25 @@ class RunPresenter(QObject):
         self._captions(index)
         self.step_shown.emit(index)
 
+    def noise_level(self, t: float) -> tuple[float, float]:
+        """(alpha_bar_t, sigma_t) of the model's schedule at t; between two training timesteps sigma is
+        interpolated linearly in t, as the sigma-space solvers' tables are."""
+        if float(t).is_integer():
+            return float(self.schedule.alpha_bar[int(t)]), float(self.schedule.sigma[int(t)])
+        sigmas = self.schedule.sigma
+        sigma = float(np.interp(t, np.arange(len(sigmas)), sigmas))
+        return 1.0 / (1.0 + sigma * sigma), sigma
+
     def step_text(self, index: int, shown: int | None = None) -> str:
-        t = int(self.store.timesteps[index])
-        t_prev = int(self.store.timesteps_prev[index])
-        alpha_bar = float(self.schedule.alpha_bar[t])
-        sigma = float(self.schedule.sigma[t])
-        reached = str(t_prev) if t_prev >= 0 else "data"
-        text = (f"step {index + 1}/{self.store.num_steps} · t {t} → {reached} · "
-                f"alpha_bar_t {alpha_bar:.4g} · sigma_t {sigma:.4g}")
+        t, t_prev = float(self.timesteps[index]), float(self.timesteps_prev[index])
+        alpha_bar, sigma = self.noise_level(t)
+        reached = timestep_text(t_prev) if t_prev >= 0 else "data"
+        text = f"step {index + 1}/{self.store.num_steps} · t {timestep_text(t)} → {reached}"
+        if t == t_prev:   # PNDM's second call: at t_1 again, redoing the first step with both slopes
+            text += " (a second call at this t redoes the step before)"
+        if self.step_calls[index] != 1:
+            text += f" · {calls_text(int(self.step_calls[index]))}"
+        text += f" · alpha_bar_t {alpha_bar:.4g} · sigma_t {sigma:.4g}"
         if shown is not None and shown != index:
             text += f" (showing kept step {shown + 1}: memory budget)"
         return text
@@ -255,7 +289,7 @@ class RunPresenter(QObject):
             self.preview_xt.set_caption(f"x_t, the noisy sample — {hint}")
             self.preview_x0.set_caption("x0_pred, the model's guess of the clean sample")
             return
-        t_prev = int(self.store.timesteps_prev[index])
-        where = f"t = {t_prev}" if t_prev >= 0 else "the final sample"
+        t_prev = float(self.timesteps_prev[index])
+        where = f"t = {timestep_text(t_prev)}" if t_prev >= 0 else "the final sample"
         self.preview_xt.set_caption(f"x_t after step {index + 1} ({where})")
-        self.preview_x0.set_caption(f"x0_pred at step {index + 1} (from t = {int(self.store.timesteps[index])})")
+        self.preview_x0.set_caption(f"x0_pred at step {index + 1} (from t = {timestep_text(self.timesteps[index])})")

@@ -56,16 +56,26 @@ class RunSession:
             # as `studio sample` does: the model sees DEFAULT_MODEL_BATCH rows per call, so a sample's bits are
             # the same in any batch and alone (its PNG's recipe makes it again); vectors keep their one big call
             settings = settings.replace(model_batch=DEFAULT_MODEL_BATCH)
+        num_steps = self._num_steps(settings.sampler, card)
         options = {"record_extra": recipe_extras(card, window.source, settings.model_batch, classifier,
                                                  classifier_source),
-                   "keep_floats": window.presenter.keeps_floats_for(settings.sampler.steps, settings.batch_size,
+                   "keep_floats": window.presenter.keeps_floats_for(num_steps, settings.batch_size,
                                                                     card.data_shape)}
         if classifier is not None:
             options["classifier"] = classifier
         self._run_model = (card, window.denoiser.schedule)
         self._network = ""
         window.controller.start(window.denoiser, settings, **options)
-        self._show_started(settings)
+        self._show_started(settings, num_steps)
+
+    @staticmethod
+    def _num_steps(sampler, card) -> int:
+        """The Steps a run yields: one per entry of its timestep list (PNDM's has one more than its steps); the
+        steps asked for if the list cannot be made (the run itself then says why)."""
+        try:
+            return len(sampler.timestep_list(card.num_train_timesteps))
+        except StudioError:
+            return sampler.steps
 
     def _classifier(self, settings, card):
         """(source, loaded classifier) for a classifier-guided run, (None, None) otherwise."""
@@ -77,9 +87,9 @@ class RunSession:
             raise StudioError(f"classifier guidance is not available: {why_not}")
         return source, classifiers.load(source)
 
-    def _show_started(self, settings) -> None:
+    def _show_started(self, settings, num_steps: int) -> None:
         window = self.window
-        window.progress_bar.setRange(0, settings.sampler.steps)
+        window.progress_bar.setRange(0, num_steps)
         window.progress_bar.setValue(0)
         window.status_label.setText(status_texts.starting_text(settings.network))
         window.run_state_label.setText(status_texts.running_text())
@@ -117,7 +127,8 @@ class RunSession:
         if done == total or now - self._progress_at >= PROGRESS_INTERVAL_S:   # text and bar repaint: not per step
             self._progress_at = now
             window.progress_bar.setValue(done)
-            window.status_label.setText(status_texts.progress_text(done, total, window.presenter.rate()))
+            window.status_label.setText(status_texts.progress_text(done, total, window.presenter.rate(),
+                                                                   window.presenter.model_calls_done))
         for step in steps:
             window.step_added.emit(step.frames.index)
 
@@ -133,15 +144,22 @@ class RunSession:
         if outcome.status == FAILED:
             self._show_failure(outcome, steps_kept)
         elif outcome.status == CANCELLED:
-            window.status_label.setText(status_texts.cancelled_text(outcome.message))
+            window.status_label.setText(status_texts.cancelled_text(outcome.message,
+                                                                    window.presenter.model_calls_done))
         else:
             window.status_label.setText(status_texts.finished_text(outcome.steps_done, outcome.seconds,
-                                                                   self._network, store))
+                                                                   self._network, store, self._model_calls()))
             if window.show_step_after_run is not None:
                 window.timeline.set_step(window.show_step_after_run - 1)   # the step the opened PNG showed
         window.show_step_after_run = None
         window.update_actions()
         window.run_finished.emit(outcome)
+
+    def _model_calls(self) -> int:
+        """A finished run's model calls (NFE): its record's (the sampler's count), else the sum of its steps'."""
+        presenter = self.window.presenter
+        recorded = presenter.info.record.get("model_calls") if presenter.info is not None else None
+        return recorded if isinstance(recorded, int) else presenter.model_calls_done
 
     def _show_failure(self, outcome: RunOutcome, steps_kept: int) -> None:
         """The message in the banner (the exception behind "Details…"), the exception kept, and a log record:

@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="PNG to write after the run (NAME-during.png is written too)")
     parser.add_argument("checkpoint", nargs="?", help="checkpoint path or bundled name (default: digits)")
     parser.add_argument("--size", default="1500x920", help="window size, WIDTHxHEIGHT")
+    parser.add_argument("--sampler", help="sampler to choose in the Sampler panel (default: as the panel starts)")
+    parser.add_argument("--karras", action="store_true", help="tick Karras sigmas (samplers that have them)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--focus", type=int, default=5, help="sample to show in the focus view")
@@ -36,12 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.split("x"))
     window.resize(width, height)
     window.move(0, 0)
-    window.sampler_panel.steps_spin.setValue(args.steps)
+    panel = window.sampler_panel
+    if args.sampler:
+        index = panel.sampler_combo.findData(args.sampler)
+        if index < 0:
+            names = (panel.sampler_combo.itemData(i) for i in range(panel.sampler_combo.count()))
+            parser.error(f"--sampler must be one of {', '.join(names)}")
+        panel.sampler_combo.setCurrentIndex(index)
+    panel.karras_check.setChecked(args.karras)
+    panel.steps_spin.setValue(args.steps)
     window.seed_panel.batch_spin.setValue(args.batch)
     window.show()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     base, ext = os.path.splitext(args.out)
-    during_at = max(1, args.steps * 2 // 5)
+    during_at = max(1, panel.steps_spin.value() * 2 // 5)
     shots = {}
 
     def grab(path: str) -> None:

@@ -35,19 +35,37 @@ def running_text(network: str = "") -> str:
     return f"running ({network}) — {NEXT_RUN_NOTE}" if network else f"running — {NEXT_RUN_NOTE}"
 
 
-def progress_text(done: int, total: int, rate: float) -> str:
+def calls_text(calls: int) -> str:
+    """A run's model calls (NFE), in words."""
+    return f"{calls} model call" + ("" if calls == 1 else "s")
+
+
+def timestep_text(t) -> str:
+    """A timestep as the window writes it: an integer as it is, a fractional one (the sigma-space solvers') with
+    two decimals."""
+    t = float(t)
+    return str(int(t)) if t.is_integer() else f"{t:.2f}"
+
+
+def progress_text(done: int, total: int, rate: float, model_calls: int | None = None) -> str:
+    """While a run goes: its steps (one per solver step, as the progress bar counts), the model calls made so
+    far (Heun's steps make two), the step rate and what is left."""
     eta = (total - done) / rate if rate > 0 else 0.0
-    return f"step {done}/{total} · {rate:.1f} it/s · ETA {eta:.1f} s"
+    calls = f" · {calls_text(model_calls)}" if model_calls is not None else ""
+    return f"step {done}/{total}{calls} · {rate:.1f} it/s · ETA {eta:.1f} s"
 
 
-def finished_text(steps_done: int, seconds: float, network: str = "", store=None) -> str:
+def finished_text(steps_done: int, seconds: float, network: str = "", store=None,
+                  model_calls: int | None = None) -> str:
     rate = steps_done / seconds if seconds > 0 else 0.0
-    return (f"done: {steps_done} steps in {seconds:.1f} s ({rate:.1f} it/s)" + (f" · {network}" if network else "")
-            + (f" · {store_summary(store)}" if store else ""))
+    calls = f", {calls_text(model_calls)}" if model_calls is not None else ""
+    return (f"done: {steps_done} steps{calls} in {seconds:.1f} s ({rate:.1f} it/s)"
+            + (f" · {network}" if network else "") + (f" · {store_summary(store)}" if store else ""))
 
 
-def cancelled_text(message: str) -> str:
-    return f"{message}; the steps done are kept"
+def cancelled_text(message: str, model_calls: int | None = None) -> str:
+    calls = f" ({calls_text(model_calls)})" if model_calls is not None else ""
+    return f"{message}{calls}; the steps done are kept"
 
 
 def failed_message(message: str, steps_kept: int) -> str:

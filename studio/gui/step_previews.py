@@ -36,6 +36,7 @@ class WorkerStep:
     frames: StepFrames
     x_t: np.ndarray | None = None       # float32 (batch, *data_shape)
     x0_pred: np.ndarray | None = None
+    model_calls: int = 1                # the model calls the step made (Heun's make two; a run's NFE is their sum)
 
 
 class HostPreviews:
@@ -68,7 +69,7 @@ class HostPreviews:
             last = step.index == self.num_steps - 1
             x_t = to_numpy(step.x_t).copy() if self.keep_floats or last else None
             x0 = to_numpy(step.x0_pred).copy() if self.keep_floats else None
-            out.append(WorkerStep(frame, x_t, x0))
+            out.append(WorkerStep(frame, x_t, x0, _model_calls(step)))
         return out
 
 
@@ -98,8 +99,12 @@ class SideStreamStepPreviews:
                 with torch.cuda.stream(self._side.stream):
                     x_t = to_numpy(step.x_t).copy()
                     x0 = to_numpy(step.x0_pred).copy() if self.keep_floats else None
-            out.append(WorkerStep(frames, x_t, x0))
+            out.append(WorkerStep(frames, x_t, x0, _model_calls(step)))
         return out
+
+
+def _model_calls(step) -> int:
+    return int(getattr(step, "model_calls", 1))
 
 
 def step_previews(device, card, num_steps: int, keep_floats: bool):

@@ -139,3 +139,18 @@ def test_the_side_stream_adapter_sends_what_the_host_path_sends_once_the_copies_
         assert got.frames.x0_change == pytest.approx(want.frames.x0_change, rel=1e-6, nan_ok=True)
         for a, b in ((got.x_t, want.x_t), (got.x0_pred, want.x0_pred)):
             assert (a is None and b is None) or np.array_equal(a, b)
+
+
+def test_both_paths_send_each_steps_model_calls(monkeypatch):
+    """Heun's steps make two model calls (its last one): the window sums what the previews carry into the NFE."""
+    from studio.core.samplers import HeunSettings
+
+    monkeypatch.setitem(sys.modules, "studio.core.device_previews",
+                        types.SimpleNamespace(SideStreamPreviews=LateSideStream))
+    model = tiny_digits()
+    steps = list(Run(model, RunSettings(sampler=HeunSettings(steps=4, karras=True), seed=2, batch_size=2)))
+    for previews in (HostPreviews(model.card, 4, keep_floats=True),
+                     SideStreamStepPreviews("cpu", model.card, 4, keep_floats=True)):
+        sent, at_end = collect(previews, steps)
+        assert [s.model_calls for s in sent + at_end] == [2, 2, 2, 1]
+        assert [s.frames.t for s in sent + at_end] == [step.t for step in steps]   # fractional, as the sampler gave

@@ -2,6 +2,10 @@
 
 Dragging either cursor scrubs the timeline: the panel reports the timestep (schedule) or step (curves)
 the cursor was dragged to, and the window picks the step.
+
+The run's timesteps may be fractional (the sigma-space solvers' linspace and Karras timesteps sit between
+training timesteps): their marks sit at that t on the curve as drawn (linear between training timesteps, in
+the log of a log-scaled curve). A timestep visited twice (PNDM's t_1) is marked twice, at the same place.
 """
 
 from __future__ import annotations
@@ -139,12 +143,15 @@ class PlotsPanel(QWidget):
     def _draw_marks(self) -> None:
         if self._schedule is not None and self._timesteps is not None and len(self._timesteps):
             _, values_of, log_y = SCHEDULE_CURVES[self.curve_key()]
-            marks = np.asarray(values_of(self._schedule), dtype=np.float64)[self._timesteps]
-            self.timestep_marks.setData(self._timesteps, np.log10(marks) if log_y else marks)
+            values = np.asarray(values_of(self._schedule), dtype=np.float64)
+            if log_y:
+                values = np.log10(values)
+            t = np.asarray(self._timesteps, dtype=np.float64)
+            self.timestep_marks.setData(t, np.interp(t, np.arange(len(values)), values))   # exact at whole t
         else:
             self.timestep_marks.clear()
 
-    def set_cursor(self, t: int | None, step: int | None) -> None:
+    def set_cursor(self, t: float | None, step: int | None) -> None:
         """Put both cursors on the step shown, unless the user is dragging one."""
         for line, value in ((self.schedule_cursor, t), (self.step_cursor, step)):
             line.setVisible(value is not None)
