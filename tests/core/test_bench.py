@@ -12,6 +12,7 @@ import torch
 
 from studio.bench.runner import main, parse_sections
 from studio.bench.table import Row, format_table
+from studio.core.choices import SAMPLER_NAMES
 
 ROW_KEYS = {"section", "name", "value", "unit", "goal", "at_most", "detail", "extra", "met"}
 
@@ -36,7 +37,9 @@ def test_quick_bench_writes_every_headless_section(tmp_path, capsys):
     document = json.loads(path.read_text())
     _check_document(document, {1, 2, 4, 5, 7})
     names = [row["name"] for row in document["rows"]]
-    assert sum(name.startswith("engine / bare loop") for name in names) == 4   # DDPM and DDIM, two models
+    # DDPM and DDIM on two models, and every other sampler on the digits model
+    assert sum(name.startswith("engine / bare loop") for name in names) == 4 + len(SAMPLER_NAMES) - 2
+    assert all(any(f"· {name.upper()} " in row for row in names) for name in SAMPLER_NAMES)
     assert any("DDIMPipeline" in name for name in names) and any("DDPMPipeline" in name for name in names)
     assert all(row["extra"]["max_difference"] <= 1e-4 for row in document["rows"] if "Pipeline" in row["name"])
     printed = capsys.readouterr().out
