@@ -73,6 +73,8 @@ RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
         ['studio_main(["train", "--data", "toy2d"', "def test_image_folder_with_class_subfolders",
          'tiny_recipe("digits"']),
     "python -m studio.bench": ("tests/core/test_bench.py", ["from studio.bench.runner import main", '"--quick"']),
+    "python -m studio.bench --sections 1": ("tests/core/test_bench.py", ["from studio.bench.runner import main",
+                                                                    "\"--sections\""]),
     "python -m studio.bench.step_anatomy": ("tests/core/test_bench.py", ["from studio.bench.step_anatomy import",
                                                                         'main(["--rounds", "1"']),
     "python -m studio.train.quality": (THIS_FILE, ["def test_quality_command_runs_scaled_down", '"--json"']),
