@@ -88,6 +88,16 @@ class SamplerSettings:
             raise SettingsError(f"clip_sample_range must be a number > 0, got {self.clip_sample_range!r}")
         self.x0_clip()  # validates the thresholding parameters
 
+    def require_scheduler_spacing(self, spacings: tuple[str, ...]) -> None:
+        """For a solver that follows its diffusers scheduler's own timestep rule: no explicit timestep list, and
+        one of that rule's spacings."""
+        if self.timesteps is not None:
+            raise SettingsError(f"timesteps (an explicit list) is not supported by sampler {self.name}; give steps "
+                                f"and spacing ({', '.join(spacings)})")
+        if self.spacing not in spacings:
+            raise SettingsError(f"spacing must be one of {', '.join(spacings)} for sampler {self.name}, "
+                                f"got {self.spacing!r:.80}")
+
     # --- resolution against a model ------------------------------------------------------------------------------
     def resolve(self, card: ModelCard) -> "SamplerSettings":
         """A copy with every ``None`` replaced by the card's value, checked against the model."""

@@ -111,12 +111,7 @@ class DPMSolverSettings(SamplerSettings):
     stochastic: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.timesteps is not None:
-            raise SettingsError(f"timesteps (an explicit list) is not supported by sampler {self.name}; give steps "
-                                f"and spacing ({', '.join(MULTISTEP_SPACINGS)})")
-        if self.spacing not in MULTISTEP_SPACINGS:
-            raise SettingsError(f"spacing must be one of {', '.join(MULTISTEP_SPACINGS)} for sampler {self.name}, "
-                                f"got {self.spacing!r:.80}")
+        self.require_scheduler_spacing(MULTISTEP_SPACINGS)
         if self.clip_sample is True:
             raise SettingsError(f"clip_sample is not supported by sampler {self.name} (diffusers' DPM-Solver has no "
                                 "plain x0 clip); use clip_sample false or null, or thresholding true")

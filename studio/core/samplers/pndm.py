@@ -74,13 +74,8 @@ class PNDMSettings(SamplerSettings):
     prediction_type: str | None = None
 
     def __post_init__(self) -> None:
-        if self.spacing not in PNDM_SPACINGS:
-            raise SettingsError(f"spacing must be one of {', '.join(PNDM_SPACINGS)} for sampler pndm, "
-                                f"got {self.spacing!r:.80}")
+        self.require_scheduler_spacing(PNDM_SPACINGS)
         super().__post_init__()
-        if self.timesteps is not None:
-            raise SettingsError(f"timesteps (an explicit list) is not supported by sampler pndm; give steps and "
-                                f"spacing ({', '.join(PNDM_SPACINGS)})")
         if self.clip_sample:
             raise SettingsError("clip_sample must be false or null for sampler pndm: diffusers' PNDMScheduler "
                                 "has no clipping")

@@ -141,12 +141,7 @@ class SigmaSolverSettings(SamplerSettings):
     reference: ClassVar[str] = ""      # the diffusers scheduler matched, for messages
 
     def __post_init__(self) -> None:
-        if self.timesteps is not None:
-            raise SettingsError(f"timesteps (an explicit list) is not supported by sampler {self.name}; "
-                                f"give steps and spacing ({', '.join(SIGMA_SPACINGS)})")
-        if self.spacing not in SIGMA_SPACINGS:
-            raise SettingsError(f"spacing must be one of {', '.join(SIGMA_SPACINGS)} for sampler {self.name}, "
-                                f"got {self.spacing!r:.80}")
+        self.require_scheduler_spacing(SIGMA_SPACINGS)
         if self.clip_sample and not self.supports_clip_sample:
             raise SettingsError(f"clip_sample is not supported by sampler {self.name} ({self.reference} has no x0 "
                                 "clipping); use clip_sample false or null")

@@ -93,7 +93,7 @@ class UniPCSettings(SamplerSettings):
     karras: bool = False
 
     def __post_init__(self) -> None:
-        _check_spacing(self)
+        self.require_scheduler_spacing(UNIPC_SPACINGS)
         super().__post_init__()
         _check_common(self)
         require_int("order", self.order, 1, MAX_ORDER)
@@ -128,18 +128,9 @@ class UniPCSettings(SamplerSettings):
         return unipc_sample(predict, timesteps, sigmas, x_T, self.order, self.x0_clip())
 
 
-def _check_spacing(settings: SamplerSettings) -> None:
-    if settings.spacing not in UNIPC_SPACINGS:
-        raise SettingsError(f"spacing must be one of {', '.join(UNIPC_SPACINGS)} for sampler {settings.name}, "
-                            f"got {settings.spacing!r:.80}")
-
-
 def _check_common(settings: SamplerSettings) -> None:
-    """What UniPC refuses of the common settings: explicit timesteps and clip_sample."""
+    """What UniPC refuses of the common settings: clip_sample (it has dynamic thresholding only)."""
     name = settings.name
-    if settings.timesteps is not None:
-        raise SettingsError(f"timesteps (an explicit list) is not supported by sampler {name}; give steps and "
-                            f"spacing ({', '.join(UNIPC_SPACINGS)})")
     if settings.clip_sample:
         raise SettingsError(f"clip_sample must be false or null for sampler {name}: diffusers' "
                             "UniPCMultistepScheduler has no clipping (thresholding: true gives dynamic thresholding)")
