@@ -26,9 +26,11 @@ from studio.core.settings import GuidanceSettings, RunSettings
 
 SEED = 1234
 BATCH = 3
-# The per-step scalars are diffusers' float32 values and the updates keep its order of terms, so results are equal
-# number for number here; the tolerance leaves room for another CPU's vector kernels.
-RTOL = 1e-6
+# The per-step scalars are diffusers' float32 values; the studio folds each update into one weighted sum of x and
+# the data predictions (four tensor ops, not up to twelve), which changes the float32 rounding: the largest
+# difference measured over these tests is 1.07e-6 relative (3M, 5 Karras steps). 3e-6 bounds it with room for
+# another CPU's vector kernels; a wrong coefficient shows as 1e-3 or more.
+RTOL = 3e-6
 
 SAMPLERS = {   # name: (settings class, diffusers algorithm_type, solver_order)
     "dpmpp_2m": (DPMPP2MSettings, "dpmsolver++", 2),

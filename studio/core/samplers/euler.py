@@ -20,15 +20,20 @@ sigma_up is DDIM's eq. (16) sigma at eta = 1 (the DDPM posterior's std) in sigma
 = 0) has sigma_up = 0: diffusers still draws a noise tensor there and multiplies it by 0; the studio draws none
 (the result is the same).
 
-Both use the model's eps (D = x - sigma eps, diffusers' epsilon formula; for sample and v prediction eps is the
-converted prediction, which equals diffusers' x0 formulas up to float32 rounding). Neither clips x0: clip_sample and
-thresholding are refused (the card's clip_sample default is ignored). diffusers' EulerAncestralDiscreteScheduler
-has no use_karras_sigmas and no sample prediction (NotImplementedError); the studio's euler_a runs sample-
-prediction models with the same formula.
+Both take D from the model's prediction: with x_t = x / sqrt(sigma^2 + 1) at the step's noise level, the
+prediction's x0 is exactly x - sigma eps (its conversion uses sqrt(alpha_bar) = 1 / sqrt(sigma^2 + 1)), so D is
+the prediction's x0 and the slope d = (x - D) / sigma is its eps: a step is x + (sigma_next - sigma) eps, one
+tensor op, and the network's next input is the step's x_t. This equals diffusers' three-op form (D, then d, then
+the step) up to float32 rounding (relative 1e-5 bounds it in the oracle tests). For sample and v prediction, D is the
+model's x0 as diffusers' own formulas give it. Neither clips x0: clip_sample and thresholding are refused (the
+card's clip_sample default is ignored). diffusers' EulerAncestralDiscreteScheduler has no use_karras_sigmas and
+no sample prediction (NotImplementedError); the studio's euler_a runs sample-prediction models with the same
+formula.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,8 +43,7 @@ import torch
 from ..noise import SampleNoise
 from ..schedules import NoiseSchedule
 from .base import Predict, Step
-from .sigma_solvers import SigmaSolverSettings, SigmaTable, f32, require_bool
-from .sigmas import sqrt_terms_of_sigma
+from .sigma_solvers import _TABLES_KEPT, SigmaSolverSettings, SigmaTable, f32, require_bool
 
 
 @dataclass(frozen=True)
@@ -78,19 +82,20 @@ class EulerAncestralSettings(SigmaSolverSettings):
 
 
 def euler_sample(predict: Predict, table: SigmaTable, x_T: torch.Tensor) -> Iterator[Step]:
-    ts, sigmas, scales = table.timesteps, table.sigmas, table.scales
+    ts, scales, sqrt_terms = table.timesteps, table.scales, table.sqrt_terms
     num_steps = table.num_steps
     # dt = sigma_next - sigma in float32, as diffusers' step computes it
-    dts = [float(f32(sigmas[i + 1]) - f32(sigmas[i])) for i in range(num_steps)]
+    dts = table.sigma_steps
     x = x_T * scales[0]                                   # x at sigma_max: x0 + sigma_max eps has std sqrt(sigma^2 + 1)
+    x_t = x_T                                             # the network's input, x / sqrt(sigma^2 + 1)
     for index, t in enumerate(ts):
         last = index == num_steps - 1
-        sigma = sigmas[index]
-        pred = predict(x / scales[index], t, sqrt_terms=sqrt_terms_of_sigma(sigma))
-        denoised = x - sigma * pred.eps                                       # D(x; sigma), eq. (7)
-        slope = (x - denoised) / sigma                                        # Algorithm 1, line 4
-        x = x + slope * dts[index]                                            # Algorithm 1, line 5
-        yield Step(index, num_steps, t, -1 if last else ts[index + 1], x / scales[index + 1], denoised, pred.eps)
+        pred = predict(x_t, t, sqrt_terms=sqrt_terms[index])
+        # D(x; sigma) = x - sigma eps (eq. 7) is the prediction's x0 (module docstring), and the slope
+        # d = (x - D) / sigma (Algorithm 1, line 4) is its eps
+        x = torch.add(x, pred.eps, alpha=dts[index])                          # Algorithm 1, line 5
+        x_t = x / scales[index + 1]
+        yield Step(index, num_steps, t, -1 if last else ts[index + 1], x_t, pred.x0, pred.eps)
 
 
 def ancestral_split(sigma: float, sigma_next: float) -> tuple[float, float]:
@@ -101,23 +106,30 @@ def ancestral_split(sigma: float, sigma_next: float) -> tuple[float, float]:
     return float(sigma_up), float(sigma_down)
 
 
+@functools.lru_cache(maxsize=_TABLES_KEPT)
+def ancestral_steps(table: SigmaTable) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...]]:
+    """Each step's (sigma_up, sigma_down) and sigma_down - sigma (float32, as diffusers), once per table."""
+    sigmas = table.sigmas
+    splits = tuple(ancestral_split(sigmas[i], sigmas[i + 1]) for i in range(table.num_steps))
+    dts = tuple(float(f32(down) - f32(sigmas[i])) for i, (_, down) in enumerate(splits))
+    return splits, dts
+
+
 def euler_ancestral_sample(predict: Predict, table: SigmaTable, x_T: torch.Tensor,
                            noise: SampleNoise) -> Iterator[Step]:
-    ts, sigmas, scales = table.timesteps, table.sigmas, table.scales
+    ts, scales, sqrt_terms = table.timesteps, table.scales, table.sqrt_terms
     num_steps = table.num_steps
-    splits = [ancestral_split(sigmas[i], sigmas[i + 1]) for i in range(num_steps)]
-    dts = [float(f32(down) - f32(sigmas[i])) for i, (_, down) in enumerate(splits)]
+    splits, dts = ancestral_steps(table)
     x = x_T * scales[0]
+    x_t = x_T
     for index, t in enumerate(ts):
         last = index == num_steps - 1
-        sigma = sigmas[index]
         sigma_up = splits[index][0]
-        pred = predict(x / scales[index], t, sqrt_terms=sqrt_terms_of_sigma(sigma))
-        denoised = x - sigma * pred.eps                                       # D(x; sigma), eq. (7)
-        slope = (x - denoised) / sigma                                        # Algorithm 1, line 4
-        x = x + slope * dts[index]                                            # Euler step to sigma_down
+        pred = predict(x_t, t, sqrt_terms=sqrt_terms[index])
+        # D = x - sigma eps is the prediction's x0 and d = (x - D) / sigma its eps (as euler_sample)
+        x = torch.add(x, pred.eps, alpha=dts[index])                          # Euler step to sigma_down
         if sigma_up > 0.0:
-            x = x + noise.draw() * sigma_up                                   # + sigma_up z
+            x = torch.add(x, noise.draw(), alpha=sigma_up)                    # + sigma_up z
+        x_t = x / scales[index + 1]
         noise_std = sigma_up / scales[index + 1]                              # in the VP scale of x_t
-        yield Step(index, num_steps, t, -1 if last else ts[index + 1], x / scales[index + 1], denoised, pred.eps,
-                   noise_std)
+        yield Step(index, num_steps, t, -1 if last else ts[index + 1], x_t, pred.x0, pred.eps, noise_std)

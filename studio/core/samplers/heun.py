@@ -20,6 +20,9 @@ x0 clipping: diffusers' HeunDiscreteScheduler has clip_sample (a clamp of D to +
 evaluations, the slopes then use the clamped D), so the studio's clip_sample applies here and, when unset,
 follows the model card as a diffusers ``from_config`` would; dynamic thresholding is refused (diffusers has none).
 Steps must be >= 2 (one step would be a single Euler step).
+
+Without clipping, D is the prediction's x0 and d its eps (see ``euler``), so a step is three tensor ops besides
+its two model calls; with clipping, d = (x - clamp(D)) / sigma as diffusers computes it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ from ..noise import SampleNoise
 from ..prediction import X0Clip
 from ..schedules import NoiseSchedule
 from .base import Predict, Step
-from .sigma_solvers import SigmaSolverSettings, SigmaTable, f32, require_bool
-from .sigmas import sqrt_terms_of_sigma
+from .sigma_solvers import SigmaSolverSettings, SigmaTable, require_bool
 
 
 @dataclass(frozen=True)
@@ -65,30 +67,31 @@ class HeunSettings(SigmaSolverSettings):
 
 def heun_sample(predict: Predict, table: SigmaTable, x_T: torch.Tensor, clip: X0Clip | None = None) -> Iterator[Step]:
     """``clip``: the clamp of D (None: none)."""
-    ts, sigmas, scales = table.timesteps, table.sigmas, table.scales
+    ts, sigmas, scales, sqrt_terms = table.timesteps, table.sigmas, table.scales, table.sqrt_terms
     num_steps = table.num_steps
     clip_x0 = None if clip is None else clip.function()
-    dts = [float(f32(sigmas[i + 1]) - f32(sigmas[i])) for i in range(num_steps)]
+    dts = table.sigma_steps
 
-    def slope(x: torch.Tensor, index: int):
-        """d = (x - D(x; sigma)) / sigma at table entry ``index`` (Algorithm 1, lines 4 and 7), with D and eps."""
-        sigma = sigmas[index]
-        pred = predict(x / scales[index], ts[index], sqrt_terms=sqrt_terms_of_sigma(sigma))
-        denoised = x - sigma * pred.eps                                       # D(x; sigma), eq. (7)
-        if clip_x0 is not None:
-            denoised = clip_x0(denoised)
-        return (x - denoised) / sigma, denoised, pred.eps
+    def slope(x: torch.Tensor, x_t: torch.Tensor, index: int):
+        """d = (x - D(x; sigma)) / sigma at table entry ``index`` (Algorithm 1, lines 4 and 7), with D and eps.
+        D = x - sigma eps (eq. 7) is the prediction's x0, so unclipped d is its eps."""
+        pred = predict(x_t, ts[index], sqrt_terms=sqrt_terms[index])
+        if clip_x0 is None:
+            return pred.eps, pred.x0, pred.eps
+        denoised = clip_x0(pred.x0)
+        return (x - denoised) / sigmas[index], denoised, pred.eps
 
     x = x_T * scales[0]                                   # x at sigma_max: x0 + sigma_max eps has std sqrt(sigma^2 + 1)
+    x_t = x_T                                             # the network's input, x / sqrt(sigma^2 + 1)
     for index, t in enumerate(ts):
         last = index == num_steps - 1
         dt = dts[index]
-        d, denoised, eps = slope(x, index)
-        x_euler = x + d * dt                                                  # line 5
+        d, denoised, eps = slope(x, x_t, index)
+        x_euler = torch.add(x, d, alpha=dt)                                   # line 5
         if last:                                          # sigma_next = 0: the Euler step is the step (line 6)
             x, calls = x_euler, 1
         else:
-            d_next, denoised, eps = slope(x_euler, index + 1)                 # line 7
-            x, calls = x + (d + d_next) / 2 * dt, 2                           # line 8
-        yield Step(index, num_steps, t, -1 if last else ts[index + 1], x / scales[index + 1], denoised, eps,
-                   0.0, calls)
+            d_next, denoised, eps = slope(x_euler, x_euler / scales[index + 1], index + 1)       # line 7
+            x, calls = torch.add(x, d + d_next, alpha=dt / 2), 2             # line 8: x + (d + d_next) / 2 dt
+        x_t = x / scales[index + 1]
+        yield Step(index, num_steps, t, -1 if last else ts[index + 1], x_t, denoised, eps, 0.0, calls)

@@ -45,6 +45,8 @@ thresholding: an explicit true is refused, the card's clip_sample is not applied
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -133,36 +135,60 @@ def plms_sample(
     """PLMS over the call timesteps of ``pndm_timesteps``; combines v when ``combine_v``, else eps."""
     ts = [int(t) for t in timesteps]
     num_calls = len(ts)
-    outputs: list[torch.Tensor] = []    # e_{k-3} .. e_k, the model outputs the multistep combines
+    transfers = transfer_coefficients(schedule, ts, final_alpha_bar)
+    outputs: list[torch.Tensor] = []    # e_k, e_{k-1}, .. e_{k-3}: the model outputs the multistep combines, newest first
     x = x_T
     x_start = x_T                       # x_{t_0}, which the Heun step (call 2) restarts from
     for index, t in enumerate(ts):
         pred = predict(x, t)
         e_model = _v_of(pred, *schedule.sqrt_terms(t)) if combine_v else pred.eps
         if index == 0:      # a trial step with e_0 alone; its model output is the first kept
-            outputs.append(e_model)
+            outputs = [e_model]
             e, x_from, t_from = e_model, x, t
         elif index == 1:    # pseudo improved Euler: from x_{t_0} again, with the mean of both slopes
-            e, x_from, t_from = (e_model + outputs[-1]) / 2, x_start, ts[0]
+            e, x_from, t_from = _combined(HEUN_MEAN, [e_model, *outputs]), x_start, ts[0]
         else:               # linear multi-step: Adams-Bashforth of order 2, 3, then 4 (eq. (13))
-            outputs = outputs[-3:] + [e_model]
-            e, x_from, t_from = _adams_bashforth(outputs), x, t
+            outputs = [e_model, *outputs][:4]
+            e, x_from, t_from = _combined(ADAMS_BASHFORTH[len(outputs)], outputs), x, t
         t_to = ts[index + 1] if index + 1 < num_calls else -1
         sqrt_ab, sqrt_one_minus_ab = schedule.sqrt_terms(t_from)
         eps = sqrt_ab * e + sqrt_one_minus_ab * x_from if combine_v else e   # v -> eps at the start point
         x0 = (x_from - sqrt_one_minus_ab * eps) / sqrt_ab
-        x = _transfer(x_from, eps, float(schedule.alpha_bar32[t_from]),
-                      float(schedule.alpha_bar32[t_to]) if t_to >= 0 else final_alpha_bar)
+        x_coefficient, eps_difference, eps_denominator = transfers[index]
+        # phi of eq. (9) in diffusers' order of operations: at a large jump (x_coefficient ~ 150 from t = 999 to
+        # the end) x is a small difference of large terms, and only the same roundings give the same result
+        x = torch.mul(x_from, x_coefficient).sub_(torch.mul(eps, eps_difference).div_(eps_denominator))
         yield Step(index, num_calls, t, t_to, x, x0, pred.eps, 0.0)
 
 
-def _adams_bashforth(e: list[torch.Tensor]) -> torch.Tensor:
-    """The linear multi-step combination of the latest outputs (newest last), as many as there are (2 to 4)."""
-    if len(e) == 2:
-        return (3 * e[-1] - e[-2]) / 2
-    if len(e) == 3:
-        return (23 * e[-1] - 16 * e[-2] + 5 * e[-3]) / 12
-    return (1 / 24) * (55 * e[-1] - 59 * e[-2] + 37 * e[-3] - 9 * e[-4])
+HEUN_MEAN = (0.5, 0.5)
+# eq. (13)'s weights of e_k, e_{k-1}, ... (newest first), by how many outputs there are
+ADAMS_BASHFORTH = {2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
+
+
+def _combined(weights: tuple[float, ...], outputs_newest_first: list[torch.Tensor]) -> torch.Tensor:
+    """sum_j w_j e_j: one multiply and one add per output."""
+    total = torch.mul(outputs_newest_first[0], weights[0])
+    for weight, e in zip(weights[1:], outputs_newest_first[1:]):
+        total.add_(e, alpha=weight)
+    return total
+
+
+def transfer_coefficients(schedule: NoiseSchedule, call_timesteps: list[int],
+                          final_alpha_bar: float) -> tuple[tuple[float, float, float], ...]:
+    """Each call's transfer scalars (``_transfer``), made once per run's timesteps."""
+    return _transfers(schedule.fingerprint, tuple(call_timesteps), float(final_alpha_bar))
+
+
+@functools.lru_cache(maxsize=64)
+def _transfers(fingerprint: bytes, ts: tuple[int, ...], final_alpha_bar: float) -> tuple:
+    alpha_bar = np.frombuffer(fingerprint, dtype=np.float32)
+    table = []
+    for index, t in enumerate(ts):
+        t_from = ts[0] if index == 1 else t          # call 2 restarts from x_{t_0}
+        t_to = ts[index + 1] if index + 1 < len(ts) else -1
+        table.append(_transfer(float(alpha_bar[t_from]), float(alpha_bar[t_to]) if t_to >= 0 else final_alpha_bar))
+    return tuple(table)
 
 
 def _v_of(pred, sqrt_alpha_bar: float, sqrt_one_minus_alpha_bar: float) -> torch.Tensor:
@@ -170,10 +196,11 @@ def _v_of(pred, sqrt_alpha_bar: float, sqrt_one_minus_alpha_bar: float) -> torch
     return sqrt_alpha_bar * pred.eps - sqrt_one_minus_alpha_bar * pred.x0
 
 
-def _transfer(x: torch.Tensor, eps: torch.Tensor, alpha_bar: float, alpha_bar_next: float) -> torch.Tensor:
-    """The transfer function phi(x_t, eps, t, t') of eq. (9), with float32 scalars in diffusers' order."""
+def _transfer(alpha_bar: float, alpha_bar_next: float) -> tuple[float, float, float]:
+    """The transfer function phi(x_t, eps, t, t') of eq. (9), x' = c_x x - (d eps) / q, as (c_x, d, q): float32
+    scalars computed in diffusers' order."""
     a, a_next = torch.tensor(alpha_bar, dtype=torch.float32), torch.tensor(alpha_bar_next, dtype=torch.float32)
     x_coefficient = (a_next / a) ** 0.5
     # sqrt(alpha_bar_t) (sqrt((1 - alpha_bar_t') alpha_bar_t) + sqrt((1 - alpha_bar_t) alpha_bar_t')), multiplied out
     denominator = a * (1 - a_next) ** 0.5 + (a * (1 - a) * a_next) ** 0.5
-    return float(x_coefficient) * x - float(a_next - a) * eps / float(denominator)
+    return float(x_coefficient), float(a_next - a), float(denominator)

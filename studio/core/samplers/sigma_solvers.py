@@ -49,7 +49,7 @@ from ..errors import SettingsError
 from ..models.card import ModelCard
 from ..schedules import NoiseSchedule
 from .base import SamplerSettings
-from .sigmas import karras_sigmas, sigma_to_t, train_sigmas
+from .sigmas import karras_sigmas, sigma_to_t, sqrt_terms_of_sigma, train_sigmas
 
 SIGMA_SPACINGS = ("leading", "linspace", "trailing")
 DEFAULT_SIGMA_SPACING = "linspace"   # the default timestep_spacing of diffusers' three schedulers
@@ -69,6 +69,18 @@ class SigmaTable:
     @property
     def num_steps(self) -> int:
         return len(self.timesteps)
+
+    # Per-step scalars, made once per table (tables are kept per schedule and spacing), so a step does no
+    # Python arithmetic beyond looking them up.
+    @functools.cached_property
+    def sqrt_terms(self) -> tuple[tuple[float, float], ...]:
+        """(sqrt(alpha_bar), sqrt(1 - alpha_bar)) of each step's noise level, for the model's x0 and eps."""
+        return tuple(sqrt_terms_of_sigma(sigma) for sigma in self.sigmas[:-1])
+
+    @functools.cached_property
+    def sigma_steps(self) -> tuple[float, ...]:
+        """sigma_next - sigma of each step, in float32 as diffusers' step computes it."""
+        return tuple(float(f32(self.sigmas[i + 1]) - f32(self.sigmas[i])) for i in range(self.num_steps))
 
 
 def spacing_timesteps(num_train_timesteps: int, steps: int, spacing: str, steps_offset: int = 0) -> np.ndarray:

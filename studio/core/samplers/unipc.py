@@ -170,6 +170,19 @@ class _Update:
     diff_weight: float      # alpha_t B(h)
     r: tuple[float, ...]    # r_k of the earlier outputs (not the corrector's r_p = 1)
     a: tuple[float, ...]    # a_k; the corrector's last one weighs D_p = m_t - m_s
+    corrector: bool = False
+
+    @functools.cached_property
+    def m_weights(self) -> tuple[float, ...]:
+        """(*) is linear in the outputs: x_t = x_ratio x_s + sum_j w_j m_j. The weights w_j, in the order
+        ``_outputs_nearest_first`` lists the outputs (the corrector's new m_t first, then m_s, then the earlier
+        ones nearest first), so a step is one weighted sum (float64 arithmetic on the float32 scalars)."""
+        earlier = [-self.diff_weight * a_k / r_k for a_k, r_k in zip(self.a, self.r)]   # D_k = (m_k - m_s) / r_k
+        on_m_s = -self.x0_weight - sum(earlier)
+        if not self.corrector:
+            return (on_m_s, *earlier)
+        on_m_t = -self.diff_weight * self.a[-1]                                          # a_p D_p, D_p = m_t - m_s
+        return (on_m_t, on_m_s - on_m_t, *earlier)
 
 
 def _update(level_s: _Level, level_t: _Level, earlier: list[_Level], corrector: bool) -> _Update:
@@ -200,6 +213,7 @@ def _update(level_s: _Level, level_t: _Level, earlier: list[_Level], corrector: 
         diff_weight=float(level_t.alpha * B),
         r=tuple(float(rk) for rk in r),
         a=tuple(float(ak) for ak in a),
+        corrector=corrector,
     )
 
 
@@ -218,22 +232,16 @@ def unipc_sample(
     clip_x0 = clip.function()
     x = x_T                  # x~_i: where the model is called
     x_corrected = None       # x^c_{i-1}: the predictor's start at the step before
-    outputs: list[torch.Tensor] = []   # m_{i-order+1} .. m_i, the latest last
+    outputs: list[torch.Tensor] = []   # m_i, m_{i-1}, ..., m_{i-order+1}: the latest first
     for i, t in enumerate(ts):
         pred = predict(x, t, sqrt_terms=levels[i])
         m = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
         if i > 0:   # UniC-p: x~_i -> x^c_i from x^c_{i-1} with m_i as the extra point (no extra model call)
-            u = correctors[i]
-            m_s = outputs[-1]
-            diffs = _weighted_differences(u, m_s, outputs[-1 - len(u.r):-1][::-1])
-            diffs = diffs + u.a[-1] * (m - m_s)                                       # + a_p D_p, r_p = 1
-            x = u.x_ratio * x_corrected - u.x0_weight * m_s - u.diff_weight * diffs   # (*), Theorem 3.1
-        outputs = (outputs + [m])[-order:]
+            x = _weighted_sum(correctors[i], x_corrected, [m, *outputs])           # (*), Theorem 3.1
+        outputs = [m, *outputs][:order]
         x_corrected = x
         # UniP-p: x^c_i -> x~_{i+1} with m_i and the p - 1 outputs before it
-        u = predictors[i]
-        diffs = _weighted_differences(u, m, outputs[-1 - len(u.r):-1][::-1])
-        x = u.x_ratio * x - u.x0_weight * m - u.diff_weight * diffs                   # (*), Corollary 3.2
+        x = _weighted_sum(predictors[i], x, outputs)                               # (*), Corollary 3.2
         yield Step(i, num_steps, t, ts[i + 1] if i + 1 < num_steps else -1, x, m, pred.eps, 0.0)
 
 
@@ -253,9 +261,9 @@ def _plan(sigmas: bytes, order: int) -> tuple[tuple, tuple, tuple]:
     return tuple((float(level.alpha), float(level.sigma)) for level in levels), correctors, predictors
 
 
-def _weighted_differences(u: _Update, m_s: torch.Tensor, earlier_outputs: list[torch.Tensor]):
-    """sum_k a_k D_k over the earlier outputs (nearest first), D_k = (m_{s_k} - m_s) / r_k; 0 when none."""
-    total = 0
-    for a_k, r_k, m_k in zip(u.a, u.r, earlier_outputs):
-        total = total + a_k * ((m_k - m_s) / r_k)
-    return total
+def _weighted_sum(u: _Update, x_s: torch.Tensor, outputs_nearest_first: list[torch.Tensor]) -> torch.Tensor:
+    """(*) as x_ratio x_s + sum_j w_j m_j (``_Update.m_weights``): one multiply and one add per output."""
+    x = torch.mul(x_s, u.x_ratio)
+    for weight, m in zip(u.m_weights, outputs_nearest_first):
+        x.add_(m, alpha=weight)
+    return x
