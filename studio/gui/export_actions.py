@@ -156,7 +156,8 @@ class ExportActions(QObject):
             self.window.show_error(f"Could not export: {exc}")
             return False
         which = f"sample{options.sample + 1}" if options.sample is not None else "grid"
-        name = f"trajectory-{options.source}-{which}-seed{view.info.seeds[0]}{dialog.suffix()}"
+        seed = view.info.seeds[options.sample if options.sample is not None else 0]   # the sample's own seed
+        name = f"trajectory-{options.source}-{which}-seed{seed}{dialog.suffix()}"
         path = self._save_path("Export trajectory animation", name, dialog.file_filter(), None)
         if path is None:
             return False

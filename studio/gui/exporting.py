@@ -3,9 +3,9 @@
 Everything here reads a finished (or stopped) run as the window holds it, a ``RunView``: its record, the
 TrajectoryStore's uint8 frames and the float frames. PNGs show the step on the timeline (after a run: the
 final samples) and carry the recipe of what they show, as ``studio sample`` writes them, plus ``step``, the step
-shown. Animations are built from the store's frames; the .npz from the float frames. Every file is written by
-the core's atomic writers, so a failure leaves no half-written file; failures are StudioErrors with a message.
-No Qt here.
+shown (0: x_T, the starting noise, the timeline's step 0). Animations are built from the store's frames; the
+.npz from the float frames. Every file is written by the core's atomic writers, so a failure leaves no
+half-written file; failures are StudioErrors with a message. No Qt here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from ..core.export import (AnimationOptions, ExportError, animation_frames, ensu
 from ..core.recipe import recipe_for_run, recipe_for_sample, sample_png_name, write_png
 from ..core.trajectory import TrajectoryStore
 from .float_trajectory import FloatTrajectory
+
+X_T = -1   # the timeline's index of step 0, x_T (views.timeline.X_T; this module stays free of Qt)
 
 if TYPE_CHECKING:   # the worker module is Qt; this one only reads its RunInfo
     from .worker import RunInfo
@@ -64,7 +66,10 @@ def _pictures(view: RunView, tiles: np.ndarray) -> np.ndarray:
 
 
 def shown_step(view: RunView, step: int) -> tuple[int, np.ndarray]:
-    """(the step whose frames stand for timeline step ``step``, its x_t tiles)."""
+    """(the step whose frames stand for timeline step ``step``, its x_t tiles); ``X_T``: (X_T, x_T's tiles), so a
+    PNG of step 0 shows the starting noise and its recipe says step 0."""
+    if step == X_T:
+        return X_T, view.info.x_T_tiles
     frame = view.store.frame(step)
     return frame.index, frame.x_t_tiles
 

@@ -4,6 +4,10 @@ Built the way Qt's own mainwindows/application example builds a window (``window
 toolbar, docks; read settings on start, write them on close), with every dock named so its layout is
 remembered. The window turns clicks into RunSettings and a RunSession (``run_session``) runs them on a worker
 thread while the RunPresenter shows what comes back. ``MainWindow()`` needs no event loop to be built.
+
+Settings that belong to one model (x0 clipping, variance, class, guidance: ``sampler_panel.MODEL_SETTINGS``) are
+remembered per model (``persistence.model_key``) and come back with it; a model opened for the first time shows
+them as its model card says. The rest (sampler, steps, seed, batch, device, network) stay as they are.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from ..core.bundled import DEFAULT_MODEL, bundled_by_name, bundled_of_source
+from ..core.choices import DEFAULT_MODEL_BATCH
 from ..core.errors import StudioError
 from ..core.settings import RunSettings
 from . import persistence, window_layout
 from .classifiers import ClassifierChoice
 from .cpu_threads import prepare_gui_thread
+from .panels.sampler_panel import model_settings_of
 from .recipe_opening import device_choice, open_recipe_png
 from .run_presenter import RunPresenter
 from .run_session import RunSession
@@ -35,6 +41,7 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 logger = logging.getLogger("studio.gui")
 
 FRAME_BUDGET_KEY = "run/frame_budget_mib"
+OPEN_FOLDER_KEY = "open/folder"   # where the Open dialogs start: the folder of the last file opened with one
 CHECKPOINT_FILTER = ("Checkpoints and studio PNGs (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript *.png);;"
                      "Checkpoints (*.safetensors *.pt *.pth *.ckpt *.bin *.zip *.torchscript);;"
                      "PNGs exported by the studio (*.png);;All files (*)")
@@ -70,12 +77,16 @@ class MainWindow(QMainWindow):
         self.classifiers = ClassifierChoice()   # noise-aware classifiers for classifier guidance, loaded lazily
         self.controller = RunController(self)
         self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
+        self._recipe_shape = None    # an opened recipe's (seed, batch size, rows per model call)
         self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
         self.last_run_exception: BaseException | None = None   # what the last failed run raised
+        self._model_key: str | None = None   # what the open model's own settings are remembered under
+        self._model_settings = self._read_model_settings()   # model key -> its own settings, most recent first
         window_layout.build(self)
         self.presenter = RunPresenter(self.preview_xt, self.preview_x0, self.focus_view, self.timeline,
                                       self.plots_panel, self)
         self.runs = RunSession(self)
+        self.progress_bar.show_no_run()
         self._connect_signals()
         self._default_state = self.saveState(persistence.STATE_VERSION)
         self._read_window_settings()
@@ -85,7 +96,7 @@ class MainWindow(QMainWindow):
         self.update_actions()
 
     def _connect_signals(self) -> None:
-        self.model_panel.source_chosen.connect(lambda source: self.open_checkpoint(source))
+        self.model_panel.source_chosen.connect(self._open_from_list)
         self.model_panel.open_file_requested.connect(self.open_checkpoint_dialog)
         self.model_panel.open_folder_requested.connect(self.open_folder_dialog)
         self.model_panel.run_device_changed.connect(self._show_device)
@@ -121,6 +132,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint or studio PNG", self._dialog_folder(),
                                               CHECKPOINT_FILTER)
         if path:
+            persistence.write_text(OPEN_FOLDER_KEY, os.path.dirname(os.path.abspath(path)))
             self.open_path(path)
 
     def open_path(self, path: str | os.PathLike) -> bool:
@@ -130,11 +142,26 @@ class MainWindow(QMainWindow):
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open diffusers folder", self._dialog_folder())
         if path:
+            persistence.write_text(OPEN_FOLDER_KEY, os.path.dirname(os.path.abspath(path)))
             self.open_checkpoint(path)
 
     def _dialog_folder(self) -> str:
+        """Where the Open dialogs start: the folder of the last file (or folder) opened with one, else the most
+        recent checkpoint's folder, else the home folder."""
+        last = persistence.read_text(OPEN_FOLDER_KEY)
+        if last and os.path.isdir(last):
+            return last
         recent = persistence.recent_checkpoints()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def _open_from_list(self, source: str) -> None:
+        """A model chosen in the model list (one click): opened, unless it is the open one; if it cannot be
+        opened the list goes back to showing the open model, so what is highlighted is what is loaded."""
+        if self.denoiser is not None and self.source is not None and \
+                persistence.model_key(source, "") == persistence.model_key(self.source, ""):
+            return
+        if not self.open_checkpoint(source):
+            self._refresh_model_list()
 
     def open_checkpoint(self, source: str | os.PathLike, *, remember: bool = True, implicit: bool = False) -> bool:
         """Open a checkpoint path or bundled name. On failure the message shows and the current model stays.
@@ -166,10 +193,15 @@ class MainWindow(QMainWindow):
         self._model_opened(source, remember=False)
 
     def _model_opened(self, source: str | None, remember: bool) -> None:
+        self.remember_model_settings()   # the model shown until now keeps its own settings for next time
         self.source = source
         card = self.card
         self.error_banner.hide()
+        self._exact_sampler = None         # an opened recipe's exact settings belong to its own model...
+        self._recipe_shape = None
+        self.show_step_after_run = None    # ...as does the step its PNG showed
         self.presenter.set_model(card, self.denoiser.schedule)
+        self.progress_bar.show_no_run()
         self.model_panel.show_card(card)
         try:
             from ..core.checkpoints import card_lines
@@ -178,14 +210,17 @@ class MainWindow(QMainWindow):
         except Exception:  # noqa: BLE001 -- the tooltip is a nicety
             pass
         self.refresh_classifier()
-        self.sampler_panel.set_card(card)
+        self._model_key = persistence.model_key(source, card.name)
+        misfits = self.sampler_panel.use_model(card, self._remembered().get(self._model_key))
         self.plots_panel.set_schedule(self.denoiser.schedule)
         self.centre_stack.setCurrentWidget(self.preview_splitter)
         if remember and source is not None:
             self._remember_source(source)
         self._refresh_model_list()
         self.setWindowTitle(f"{card.name} — Sampling Studio")
-        self.status_label.setText(f"opened {card.name}")
+        self.status_label.setText(f"opened {card.name}" + (
+            f" — remembered settings that do not fit it were left as the model card says: {'; '.join(misfits)}"
+            if misfits else ""))
         gc.collect()   # the previous model (and its run) go now, not at some later collection
         self.update_actions()
         self.model_changed.emit(card)
@@ -205,6 +240,42 @@ class MainWindow(QMainWindow):
         if current is not None and os.path.exists(current):
             current = os.path.abspath(current)
         self.model_panel.set_sources(persistence.recent_checkpoints(), current)
+
+    def remember_model_settings(self) -> None:
+        """Keep the open model's own settings (clipping, variance, class, guidance) under its key, in memory and
+        in the settings file, first among the models remembered."""
+        if self._model_key is None or self.sampler_panel.card is None:
+            return
+        values = self.sampler_panel.model_settings()
+        remembered = self._remembered()
+        if next(iter(remembered.items()), None) == (self._model_key, values):
+            return   # as remembered already (each Generate asks): nothing to write
+        remembered.pop(self._model_key, None)
+        self._model_settings = {self._model_key: values, **remembered}
+        persistence.write_model_settings(self._model_settings)
+
+    def _remembered(self) -> dict[str, dict]:
+        """Every model's own settings, most recent first: the settings file's (another studio window may have
+        added some), or, until the first are written, what this window read at its start."""
+        if persistence.has_model_settings():
+            self._model_settings = persistence.model_settings()
+        return self._model_settings
+
+    @staticmethod
+    def _read_model_settings() -> dict[str, dict]:
+        """The models' own settings. A settings file from before they were kept per model has them in its run
+        settings only: they belong to the model that was open last, and to no other."""
+        if persistence.has_model_settings():
+            return persistence.model_settings()
+        stored, last = persistence.read_json("run/settings"), persistence.last_checkpoint()
+        if not isinstance(stored, dict) or last is None:
+            return {}
+        try:
+            settings = RunSettings.from_dict(stored)
+        except StudioError:
+            return {}
+        return {persistence.model_key(last, ""): model_settings_of(settings.sampler, settings.guidance,
+                                                                   settings.class_label)}
 
     def refresh_classifier(self) -> None:
         """Offer classifier guidance when a classifier fits the open model."""
@@ -281,6 +352,15 @@ class MainWindow(QMainWindow):
         self.seed_panel.apply(settings.seed, settings.batch_size)
         self.model_panel.set_device(device_choice(settings.device), settings.dtype)
         self._exact_sampler = (self.sampler_panel.sampler_settings(), settings.sampler) if exact_sampler else None
+        self._recipe_shape = (settings.seed, settings.batch_size, settings.model_batch) if exact_sampler else None
+
+    def model_batch_for(self, settings: RunSettings) -> int:
+        """The rows per model call of an image run: DEFAULT_MODEL_BATCH, as `studio sample`, or, while the seed
+        and batch are an opened recipe's, the rows its sample was made in, so it comes back bit for bit."""
+        shape = self._recipe_shape
+        if shape is not None and shape[:2] == (settings.seed, settings.batch_size) and shape[2]:
+            return shape[2]
+        return DEFAULT_MODEL_BATCH
 
     def _read_window_settings(self) -> None:
         geometry = persistence.read_bytes("window/geometry")
@@ -305,6 +385,7 @@ class MainWindow(QMainWindow):
         persistence.write_bytes("window/state", self.saveState(persistence.STATE_VERSION))
         persistence.write_text("plots/curve", self.plots_panel.curve_key())
         persistence.write_text(FRAME_BUDGET_KEY, str(self.seed_panel.frame_budget_mib()))
+        self.remember_model_settings()
         try:
             persistence.write_json("run/settings", self.current_settings().to_dict())
         except StudioError:
@@ -321,7 +402,7 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About Sampling Studio", (
             f"<h3>Sampling Studio {__version__}</h3><p>Look inside DDPM/DDIM diffusion sampling.</p>"
             "<p><b>Shortcuts</b>: Ctrl+Enter generate · Esc cancel · Left/Right step · Home/End first/last step · "
-            "Space play/pause · Ctrl+O open</p>"))
+            "Space play/pause · Ctrl+O open</p><p>Home shows step 0: x_T, the starting noise.</p>"))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.controller.shutdown()   # stop the worker and wait for its thread: no "QThread destroyed while running"

@@ -8,8 +8,11 @@ the window; every read here goes through ``defaultFormat()`` for that reason.
 from __future__ import annotations
 
 import json
+import os
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from ..core.bundled import bundled_by_name, bundled_of_source, bundled_source
 
 ORGANISATION = "SamplingStudio"
 APPLICATION = "Sampling Studio"
@@ -83,6 +86,41 @@ def remember_checkpoint(source: str) -> list[str]:
 
 def last_checkpoint() -> str | None:
     return read_text("model/last")
+
+
+# --- settings that belong to one model ----------------------------------------------------------------------------
+MODEL_SETTINGS_KEY = "run/model_settings"
+MAX_MODELS_REMEMBERED = 32
+
+
+def model_key(source: str | None, name: str) -> str:
+    """What a model's own settings are remembered under: ``bundled:NAME`` for a bundled model (however it was
+    named), a file or folder by its absolute path, an in-memory model (tests, scripts) as ``memory:NAME``."""
+    if source is None:
+        return f"memory:{name}"
+    source = str(source)
+    bundled = bundled_of_source(source) or (bundled_by_name(source) if not os.path.exists(source) else None)
+    if bundled is not None:
+        return bundled_source(bundled.name)
+    return os.path.abspath(source) if os.path.exists(source) else source
+
+
+def has_model_settings() -> bool:
+    """Whether this settings file has per-model settings at all (one written before them has not)."""
+    return open_settings().contains(MODEL_SETTINGS_KEY)
+
+
+def model_settings() -> dict[str, dict]:
+    """Every remembered model's own settings, the most recently used model first."""
+    stored = read_json(MODEL_SETTINGS_KEY, {})
+    if not isinstance(stored, dict):
+        return {}
+    return {key: value for key, value in stored.items() if isinstance(key, str) and isinstance(value, dict)}
+
+
+def write_model_settings(remembered: dict[str, dict]) -> None:
+    """Keep the ``MAX_MODELS_REMEMBERED`` most recent models' settings (``remembered`` is most recent first)."""
+    write_json(MODEL_SETTINGS_KEY, dict(list(remembered.items())[:MAX_MODELS_REMEMBERED]))
 
 
 # --- code the user chose to trust --------------------------------------------------------------------------------

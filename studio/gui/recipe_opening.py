@@ -24,6 +24,8 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
     try:
         recipe = read_recipe(path)
         settings, _ = settings_from_recipe(recipe)
+        # the rows per model call its sample was made in (its own entry, else its settings'), as the CLI reads it
+        settings = settings.replace(model_batch=recipe.get("model_batch", settings.model_batch))
     except RecipeError as exc:
         window.show_error(str(exc))
         return False
@@ -37,14 +39,19 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
     if recipe.get("batch_index") is not None:
         window.presenter.focused = 0   # the run makes this one sample
     step = recipe.get("step")
-    window.show_step_after_run = step if isinstance(step, int) and 0 < step < len(recipe["timesteps"]) else None
+    # step 0 is x_T (the timeline's first entry); the last step is where a run ends anyway
+    window.show_step_after_run = step if isinstance(step, int) and 0 <= step < len(recipe["timesteps"]) else None
     differences = _differences(window, settings)
     if differences:
         window.show_error(f"{name}: {'; '.join(differences)}, so Generate may not make the same pixels")
     else:
         window.error_banner.hide()
-    where = f" and go to step {step}" if window.show_step_after_run else ""
-    window.status_label.setText(f"opened the recipe of {name}: press Generate{where} to make it again")
+    where = f" and go to step {step}" if window.show_step_after_run is not None else ""
+    if differences:   # the status bar says it too: the banner can be closed, and this line stays
+        window.status_label.setText(f"opened the recipe of {name}, but it does not all fit: {'; '.join(differences)}"
+                                    f" — press Generate{where} to run it as the panels show")
+    else:
+        window.status_label.setText(f"opened the recipe of {name}: press Generate{where} to make it again")
     window.status_label.setToolTip(describe_recipe(recipe))
     return True
 

@@ -6,6 +6,9 @@ GUI thread's work would take more than its share of the machine from the sampler
 plots (cursors, per-step curves) follow at most every ``LIVE_PLOTS_INTERVAL_S``; the last step is always
 painted in full, and scrubbing a finished run paints at once.
 
+Step 0 of the timeline is x_T, the starting noise (``views.timeline.X_T``): x_t shows it, and x0_pred and the
+predicted noise, which do not exist before the first model call, show as blank tiles under a caption that says so.
+
 Each step the worker sends is one entry of the timeline, whatever it cost: a Heun step that made two model calls
 is one step, PNDM's start (t_1 visited twice) two. The presenter keeps every step's own timestep, fractional for
 the sigma-space solvers (the trajectory store keeps whole ones), and its model calls, whose sum is the run's NFE.
@@ -18,7 +21,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..core.preview import GridLayout, tile_channels
+from ..core.preview import GRID_BACKGROUND, GridLayout, tile_channels
 from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
 from .live_pace import REPAINT_INTERVAL_MS, LivePace
 from .status_texts import calls_text, timestep_text
@@ -26,12 +29,14 @@ from .float_trajectory import DEFAULT_FLOAT_BUDGET_BYTES, FloatTrajectory, float
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
 from .views.scatter_view import TRACED_PARTICLES
-from .views.timeline import Timeline
+from .views.timeline import X_T, Timeline
 from .panels.plots_panel import PlotsPanel
 from .step_previews import WorkerStep
 from .worker import RunInfo
 
 LIVE_PLOTS_INTERVAL_S = 0.5    # the plots redraw their axes when the curves grow: less often
+STEP_AXES_AT_START = (0.0, 1.0)   # pyqtgraph's range of an empty plot
+NOT_YET = "x0_pred and eps_pred do not exist yet (no model call at x_T)"
 
 
 class RunPresenter(QObject):
@@ -97,7 +102,15 @@ class RunPresenter(QObject):
             self._clear_pictures()
         self.timeline.reset()
         self.plots.clear_run()
+        if not new_run:
+            self._reset_step_axes()
         self._captions()
+
+    def _reset_step_axes(self) -> None:
+        """No run: the per-step plot's axes go back to where they start (not the last run's steps and values)."""
+        view = self.plots.step_plot.getPlotItem().getViewBox()
+        view.setRange(xRange=STEP_AXES_AT_START, yRange=STEP_AXES_AT_START, padding=0)
+        view.enableAutoRange()   # the next run's curves set the values' range again (its steps set x)
 
     def _reset_steps(self, num_steps: int) -> None:
         self.timesteps = np.full(num_steps, np.nan)
@@ -227,13 +240,34 @@ class RunPresenter(QObject):
         if self.live:
             self._repaint_timer.setInterval(self._pace.next_interval_ms())
         index = min(self.timeline.current, self.store.latest_index)
-        frame = self.store.frame(index)
         if self._pending_layout is not None:
             layout, labels = self._pending_layout
             self._pending_layout = None
             for pane in (self.preview_xt, self.preview_x0):
                 pane.grid.set_layout(layout, labels)
             self._mark_focus()
+        if index == X_T:
+            self._paint_x_T()
+            self.timeline.label.setText(self.step_text(X_T))
+        else:
+            frame = self._paint_step(index)
+            self.timeline.label.setText(self.step_text(index, frame.index))
+        now = time.perf_counter()
+        scrubbed = index != self.store.latest_index   # the user moved the timeline back: follow at once
+        if full or not self.live or scrubbed or now - self._plots_at >= LIVE_PLOTS_INTERVAL_S:
+            self._plots_at = now
+            # x_T: no timestep was visited yet (the schedule cursor hides), the step cursor sits at step 0
+            self.plots.set_cursor(None if index == X_T else float(self.timesteps[index]), index + 1)
+            if self._curves_drawn != self.store.steps_done:
+                done = self.store.steps_done
+                self.plots.set_step_curves(self.store.x_t_std[:done], self.store.x0_change[:done])
+                self._curves_drawn = done
+        self._captions(index)
+        self.step_shown.emit(index)
+
+    def _paint_step(self, index: int):
+        """Step ``index``'s frames (the kept step that stands for it) in the views; returns the frame."""
+        frame = self.store.frame(index)
         if self.store.tile_shape is not None:
             self.preview_xt.grid.show_tiles(frame.x_t_tiles)
             self.preview_x0.grid.show_tiles(frame.x0_tiles)
@@ -245,18 +279,22 @@ class RunPresenter(QObject):
             traced = list(range(min(TRACED_PARTICLES, self.store.batch_size)))
             self.preview_xt.scatter.show_points(frame.x_t_values, self.store.paths("x_t", traced, frame.index))
             self.preview_x0.scatter.show_points(frame.x0_values, self.store.paths("x0", traced, frame.index))
-        self.timeline.label.setText(self.step_text(index, frame.index))
-        now = time.perf_counter()
-        scrubbed = index != self.store.latest_index   # the user moved the timeline back: follow at once
-        if full or not self.live or scrubbed or now - self._plots_at >= LIVE_PLOTS_INTERVAL_S:
-            self._plots_at = now
-            self.plots.set_cursor(float(self.timesteps[index]), index + 1)
-            if self._curves_drawn != self.store.steps_done:
-                done = self.store.steps_done
-                self.plots.set_step_curves(self.store.x_t_std[:done], self.store.x0_change[:done])
-                self._curves_drawn = done
-        self._captions(index)
-        self.step_shown.emit(index)
+        return frame
+
+    def _paint_x_T(self) -> None:  # noqa: N802 -- x_T is the paper's name
+        """Step 0: x_T in the x_t views; x0_pred and eps_pred, which no model call has made yet, blank."""
+        if self.store.tile_shape is not None:
+            x_T = self.info.x_T_tiles
+            blank = np.full_like(x_T, GRID_BACKGROUND)   # the grids' own background: an empty tile
+            self.preview_xt.grid.show_tiles(x_T)
+            self.preview_x0.grid.show_tiles(blank)
+            focused = self.focused
+            self.focus_view.show_sample(f"{self.sample_title(focused)} · step 0: x_T, the starting noise — "
+                                        f"{NOT_YET}", x_T[focused], blank[focused], blank[focused])
+        else:
+            traced = list(range(min(TRACED_PARTICLES, self.store.batch_size)))
+            self.preview_xt.scatter.show_points(self.store.initial_values, self.store.paths("x_t", traced, X_T))
+            self.preview_x0.scatter.reset()
 
     def noise_level(self, t: float) -> tuple[float, float]:
         """(alpha_bar_t, sigma_t) of the model's schedule at t; between two training timesteps sigma is
@@ -268,6 +306,9 @@ class RunPresenter(QObject):
         return 1.0 / (1.0 + sigma * sigma), sigma
 
     def step_text(self, index: int, shown: int | None = None) -> str:
+        if index == X_T:
+            return (f"step 0/{self.store.num_steps} · x_T, the starting noise (pure Gaussian noise, before the "
+                    f"first model call at t {timestep_text(self.timesteps[0])})")
         t, t_prev = float(self.timesteps[index]), float(self.timesteps_prev[index])
         alpha_bar, sigma = self.noise_level(t)
         reached = timestep_text(t_prev) if t_prev >= 0 else "data"
@@ -288,6 +329,10 @@ class RunPresenter(QObject):
             hint = "press Generate (Ctrl+Enter)" if self.info is None else "waiting for the first step…"
             self.preview_xt.set_caption(f"x_t, the noisy sample — {hint}")
             self.preview_x0.set_caption("x0_pred, the model's guess of the clean sample")
+            return
+        if index == X_T:
+            self.preview_xt.set_caption("x_T at step 0: the starting noise, before any model call")
+            self.preview_x0.set_caption("x0_pred at step 0: none yet (blank), the model has not been called")
             return
         t_prev = float(self.timesteps_prev[index])
         where = f"t = {timestep_text(t_prev)}" if t_prev >= 0 else "the final sample"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 
-from ..core.choices import DEFAULT_MODEL_BATCH
 from ..core.errors import StudioError
 from ..core.recipe import recipe_extras
 from . import persistence, status_texts
@@ -52,10 +51,12 @@ class RunSession:
             return
         window.error_banner.hide()
         persistence.write_json("run/settings", settings.to_dict())
+        window.remember_model_settings()
         if card.data_kind == "image":
-            # as `studio sample` does: the model sees DEFAULT_MODEL_BATCH rows per call, so a sample's bits are
-            # the same in any batch and alone (its PNG's recipe makes it again); vectors keep their one big call
-            settings = settings.replace(model_batch=DEFAULT_MODEL_BATCH)
+            # as `studio sample` does: the model sees DEFAULT_MODEL_BATCH rows per call (or an opened recipe's), so
+            # a sample's bits are the same in any batch and alone (its PNG's recipe makes it again); vectors keep
+            # their one big call
+            settings = settings.replace(model_batch=window.model_batch_for(settings))
         num_steps = self._num_steps(settings.sampler, card)
         options = {"record_extra": recipe_extras(card, window.source, settings.model_batch, classifier,
                                                  classifier_source),
@@ -89,8 +90,7 @@ class RunSession:
 
     def _show_started(self, settings, num_steps: int) -> None:
         window = self.window
-        window.progress_bar.setRange(0, num_steps)
-        window.progress_bar.setValue(0)
+        window.progress_bar.show_run(num_steps)
         window.status_label.setText(status_texts.starting_text(settings.network))
         window.run_state_label.setText(status_texts.running_text())
         window.update_actions()

@@ -8,11 +8,11 @@ Every dock, toolbar and widget a test or saved layout looks for has its objectNa
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractButton, QApplication, QComboBox, QDockWidget, QLabel, QPushButton, QSizePolicy, QSplitter,
-    QStackedWidget, QToolBar, QVBoxLayout, QWidget,
+    QAbstractButton, QAbstractScrollArea, QApplication, QComboBox, QDockWidget, QFrame, QLabel, QPushButton,
+    QScrollArea, QSizePolicy, QSplitter, QStackedWidget, QStyle, QToolBar, QVBoxLayout, QWidget,
 )
 
 from .error_banner import ErrorBanner
@@ -132,6 +132,9 @@ def _previews(window) -> QSplitter:
     window.preview_x0.setObjectName("previewX0")
     window.preview_x0.setAccessibleName("Predicted x0 of the batch")
     window.focus_view = FocusView()
+    # a vector model's two scatters show one plane: the model's data range and where the run starts, zoomed together
+    window.preview_x0.scatter.follow(window.preview_xt.scatter)
+    window.model_changed.connect(lambda card: _show_data_range(window, card))
     grids = QSplitter(Qt.Orientation.Horizontal)
     grids.setObjectName("gridsSplitter")
     grids.addWidget(window.preview_xt)
@@ -145,11 +148,60 @@ def _previews(window) -> QSplitter:
     return splitter
 
 
+def _show_data_range(window, card) -> None:
+    vector = card is not None and card.data_kind == "vector"
+    for pane in (window.preview_xt, window.preview_x0):
+        pane.scatter.set_data_range(card.value_range if vector else None)
+
+
 # --- docks and menus -----------------------------------------------------------------------------------------------
-def _dock(window, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+DOCK_MIN_HEIGHT = 80   # a panel's dock may shrink to this; its controls scroll (a laptop screen is 720-800 high)
+
+
+class PanelScroller(QScrollArea):
+    """A dock's panel in a vertical scroll area: the dock can be shorter than the panel, whose controls stay
+    reachable by scrolling, and a squeezed dock no longer overlaps the next or pushes the window taller than the
+    screen. It asks for the panel's own width (plus a scroll bar), so the panel is never cut at the side."""
+
+    def __init__(self, panel: QWidget, name: str, no_taller: bool = False):
+        """``no_taller``: the dock never grows past the panel's height, leaving a tall column's room to others."""
+        super().__init__()
+        self._no_taller = no_taller
+        self.setObjectName(name)
+        self.setWidget(panel)
+        self.setWidgetResizable(True)   # the panel takes the area's width, and its height for that width
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        if no_taller:
+            panel.installEventFilter(self)   # its rows may change (options shown or hidden): follow its height
+            self._cap_height()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 -- Qt's name
+        if self._no_taller and watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._cap_height()
+        return super().eventFilter(watched, event)
+
+    def _cap_height(self) -> None:
+        self.setMaximumHeight(self.widget().sizeHint().height() + 2 * self.frameWidth())
+
+    def _scroll_bar_width(self) -> int:
+        return self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 -- Qt's name
+        hint = self.widget().sizeHint()
+        return QSize(hint.width() + self._scroll_bar_width(), hint.height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 -- Qt's name
+        width = self.widget().minimumSizeHint().width() + self._scroll_bar_width()
+        return QSize(width, min(DOCK_MIN_HEIGHT, self.widget().minimumSizeHint().height()))
+
+
+def _dock(window, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea, scroll_name: str = "",
+          no_taller: bool = False) -> QDockWidget:
     dock = QDockWidget(title, window)
     dock.setObjectName(name)   # saveState/restoreState find docks by objectName
-    dock.setWidget(widget)
+    dock.setWidget(PanelScroller(widget, scroll_name, no_taller) if scroll_name else widget)
     window.addDockWidget(area, dock)
     return dock
 
@@ -161,11 +213,16 @@ def create_docks(window) -> None:
     w.seed_panel = SeedPanel()
     w.plots_panel = PlotsPanel()
     left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-    w.model_dock = _dock(w, "modelDock", "Model", w.model_panel, left)
-    w.sampler_dock = _dock(w, "samplerDock", "Sampler", w.sampler_panel, left)
-    w.seed_dock = _dock(w, "seedDock", "Seed", w.seed_panel, left)
-    w.plots_dock = _dock(w, "plotsDock", "Plots", w.plots_panel, right)
-    w.resizeDocks([w.model_dock, w.plots_dock], [330, 380], Qt.Orientation.Horizontal)
+    w.model_dock = _dock(w, "modelDock", "Model", w.model_panel, left, "modelScroll")
+    # a tall left column's extra room goes to the Model panel (its list and card), not to empty space under these
+    w.sampler_dock = _dock(w, "samplerDock", "Sampler", w.sampler_panel, left, "samplerScroll", no_taller=True)
+    w.seed_dock = _dock(w, "seedDock", "Seed", w.seed_panel, left, "seedScroll", no_taller=True)
+    w.plots_dock = _dock(w, "plotsDock", "Plots", w.plots_panel, right)   # its plots shrink (and collapse) instead
+    w.resizeDocks([w.model_dock, w.plots_dock], [330, 300], Qt.Orientation.Horizontal)
+    # the model list asks for the rows it has, not a fixed 192 pixels: on a short screen the card shows with it
+    w.model_panel.model_list.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+    # of a short left column, the Sampler panel (the run's settings) gets the most
+    w.resizeDocks([w.model_dock, w.sampler_dock, w.seed_dock], [300, 340, 110], Qt.Orientation.Vertical)
 
 
 def docks(window) -> tuple[QDockWidget, ...]:

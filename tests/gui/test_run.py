@@ -13,6 +13,7 @@ from studio.core.preview import make_grid, to_uint8_tiles
 from studio.core.samplers import DDIMSettings
 from studio.core.settings import RunSettings
 from studio.gui import step_previews
+from studio.gui.views.timeline import X_T
 from studio.gui.worker import CANCELLED, FAILED, FINISHED
 
 STEPS = 12
@@ -97,7 +98,7 @@ def test_scrubbing_shows_any_step_at_once_and_keys_move_the_timeline(make_window
     qtbot.keyClick(window, Qt.Key.Key_Left)
     assert window.timeline.current == STEPS - 2
     qtbot.keyClick(window, Qt.Key.Key_Home)
-    assert window.timeline.current == 0
+    assert window.timeline.current == X_T   # Home: step 0, the starting noise x_T (issue 18)
     # Space plays to the end
     with qtbot.waitSignal(window.presenter.step_shown, timeout=5000,
                           check_params_cb=lambda index: index == STEPS - 1):

@@ -74,7 +74,7 @@ def test_a_run_of_the_same_batch_keeps_the_tile_labels_it_has(make_window, qtbot
     assert labels.texts() == ["seed 20", "seed 21"] and labels.isVisible()
 
 
-def test_tile_labels_sit_on_the_tiles_corners_and_hide_when_tiles_are_too_narrow(qtbot):
+def test_tile_labels_sit_under_the_tiles_and_hide_when_tiles_are_too_narrow(qtbot):
     from studio.core.preview import GridLayout
     from studio.gui.views.image_grid import ImageGridView
 
@@ -86,8 +86,11 @@ def test_tile_labels_sit_on_the_tiles_corners_and_hide_when_tiles_are_too_narrow
     layout = GridLayout.for_batch(4, 8, 8)
     grid.set_layout(layout, [f"seed {i}" for i in range(4)])
     labels = grid.tile_labels
-    assert [(top, left) for left, top in labels.positions()] == [layout.origin(i) for i in range(4)]
-    assert labels.boundingRect() == QRectF(0, 0, layout.shape[1], layout.shape[0])
+    shown = grid.grid_layout   # the grid as painted: a strip under each row of tiles for the labels
+    assert [(top, left) for left, top in labels.positions()] == \
+        [(shown.origin(i)[0] + layout.tile_height, shown.origin(i)[1]) for i in range(4)]
+    assert [shown.origin(i)[1] for i in range(4)] == [layout.origin(i)[1] for i in range(4)]   # same columns
+    assert labels.boundingRect() == QRectF(0, 0, shown.shape[1], shown.shape[0])
     qtbot.waitUntil(labels.isVisible)
     grid.resize(30, 30)   # tiles a few pixels wide: a label would cover its neighbours
     qtbot.waitUntil(lambda: not labels.isVisible())

@@ -13,7 +13,7 @@ from PySide6.QtGui import QAction
 
 from gui_models import tiny_digits, tiny_vector
 from studio.core.export import read_trajectory_npz
-from studio.core.preview import make_grid, to_uint8_tiles
+from studio.core.preview import GridLayout, make_grid, to_uint8_tiles
 from studio.gui import trajectory_dialog
 from window_driving import generate, patch_save_dialog
 
@@ -64,7 +64,9 @@ def test_the_grid_of_x0_every_second_step_as_a_gif(ran, qtbot, tmp_path, monkeyp
     assert len(frames) == 5                       # steps 1, 3, 5, 7 and the last, 8
     assert durations == [50, 50, 50, 50, 700]     # the last frame is held
     store = ran.presenter.store
-    expected = make_grid(store.frame(STEPS - 1).x0_tiles, ran.preview_x0.grid.grid_layout)[..., 0]
+    shown = ran.preview_x0.grid.grid_layout   # the window's columns, without the strips it keeps for seed labels
+    plain = GridLayout.for_batch(shown.batch_size, shown.tile_height, shown.tile_width, shown.columns, shown.padding)
+    expected = make_grid(store.frame(STEPS - 1).x0_tiles, plain)[..., 0]
     assert frames[-1].shape == (expected.shape[0] * 8, expected.shape[1] * 8)   # no label strip
     assert np.array_equal(frames[-1][::8, ::8], expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x0.gif"]

@@ -91,8 +91,11 @@ class ModelPanel(QWidget):
         self.model_list = QListWidget()
         self.model_list.setObjectName("modelList")
         self.model_list.setAccessibleName("Bundled models and recent checkpoints")
-        self.model_list.setToolTip("Double-click (or Enter) to open. Bundled demo models first, then your recent "
-                                   "checkpoints. You can also drop a file or folder onto the window.")
+        self.model_list.setToolTip("Click (or Enter) to open; the open model is highlighted in bold. Bundled demo "
+                                   "models first, then your recent checkpoints. You can also drop a file or folder "
+                                   "onto the window.")
+        # one click opens (the window ignores the model already open): what is highlighted is what is loaded
+        self.model_list.itemClicked.connect(self._activated)
         self.model_list.itemActivated.connect(self._activated)
         self.open_button = QPushButton("Open file…")
         self.open_button.setObjectName("openFileButton")
@@ -186,10 +189,13 @@ class ModelPanel(QWidget):
         if card is None:
             for label in self.card_labels.values():
                 label.setText("—")
+                label.setToolTip("")
             self.card_labels["name"].setText("no model loaded")
             return
+        titles = dict(CARD_ROWS)
         for key, text in describe_card(card).items():
             self.card_labels[key].setText(text)
+            self.card_labels[key].setToolTip(f"{titles[key]}: {text}")   # the whole line, whatever width shows it
         self.card_labels["sha256"].setToolTip(card.sha256 or "")
         self.card_labels["name"].setToolTip(card.path or card.description)
         self.show_runs_on(None)
@@ -197,6 +203,7 @@ class ModelPanel(QWidget):
     def show_runs_on(self, resolved: str | None) -> None:
         text = resolved or f"{self.device_combo.currentText()}, {self.dtype_combo.currentText()}"
         self.card_labels["runs_on"].setText(text)
+        self.card_labels["runs_on"].setToolTip(f"Runs on: {text}")
 
     # --- device ----------------------------------------------------------------------------------------------------
     def _device_changed(self, *_):

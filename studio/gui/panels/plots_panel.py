@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ...core.schedules import NoiseSchedule
 from ..views.axis_cache import cache_axes
@@ -26,6 +26,7 @@ SCHEDULE_CURVES = {
     "sigma": ("sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)", lambda s: s.sigma, True),
 }
 _CURSOR_PEN = pg.mkPen((255, 196, 0), width=2)
+PLOT_MIN_HEIGHT = 90   # a plot is never squeezed below this (its axes would overlap); the splitter can hide it
 
 
 class PlotsPanel(QWidget):
@@ -42,6 +43,9 @@ class PlotsPanel(QWidget):
         self.curve_combo.setToolTip("Which quantity of the noise schedule to plot over the training timesteps")
         for key, (title, _, _) in SCHEDULE_CURVES.items():
             self.curve_combo.addItem(title, key)
+        # the longest title (log-SNR's formula) would hold the whole dock, and the window, that wide
+        self.curve_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.curve_combo.setMinimumContentsLength(12)
         self._build_schedule_plot()
         self._build_step_plot()
         self._lay_out()
@@ -94,13 +98,21 @@ class PlotsPanel(QWidget):
         self.step_cursor = self._cursor(plot, self.step_dragged)
 
     def _lay_out(self) -> None:
+        """The two plots in a splitter: drag its handle to give one more room, or all of it (a short screen)."""
         top = QHBoxLayout()
         top.addWidget(QLabel("Schedule"))
         top.addWidget(self.curve_combo, 1)
+        for plot in (self.schedule_plot, self.step_plot):
+            plot.setMinimumSize(120, PLOT_MIN_HEIGHT)
+        self.plots_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.plots_splitter.setObjectName("plotsSplitter")
+        self.plots_splitter.addWidget(self.schedule_plot)
+        self.plots_splitter.addWidget(self.step_plot)
+        self.plots_splitter.setStretchFactor(0, 3)
+        self.plots_splitter.setStretchFactor(1, 2)
         box = QVBoxLayout(self)
         box.addLayout(top)
-        box.addWidget(self.schedule_plot, 3)
-        box.addWidget(self.step_plot, 2)
+        box.addWidget(self.plots_splitter, 1)
 
     # --- schedule --------------------------------------------------------------------------------------------------
     def set_schedule(self, schedule: NoiseSchedule | None) -> None:

@@ -7,6 +7,10 @@ when the sampler's settings class has its field (``dataclasses.fields``), and a 
 when the class accepts it (the panel builds the settings and keeps the class's refusal as the reason). The
 panel turns its widgets into settings objects (``studio.core.samplers.sampler_settings``) and back; it
 validates nothing itself (the settings dataclasses do, with the messages the window shows).
+
+Some settings belong to one model (``MODEL_SETTINGS``: x0 clipping and its range, variance, class, guidance):
+``model_settings`` reads them and ``use_model`` shows a model with its own (the window remembers them per
+model) or, for a model without any, as its model card says, so one model's choices never leak into another.
 """
 
 from __future__ import annotations
@@ -161,6 +165,29 @@ def sampler_tip(name: str) -> str:
         return text
 
 
+# the settings that belong to the model they were chosen for (the window keeps them per model; docs/window.md)
+MODEL_SETTINGS = ("clip", "clip_range", "variance_type", "class_label", "guidance")
+DEFAULT_CLIP_RANGE = 1.0
+DEFAULT_GUIDANCE_SCALE = 3.0
+
+
+def clip_choice(sampler: SamplerSettings) -> str:
+    """The clip combo's choice for a sampler's settings: model card, clip to ± range, thresholding or off."""
+    if getattr(sampler, "thresholding", False):
+        return "threshold"
+    clip = getattr(sampler, "clip_sample", None)
+    return "model" if clip is None else "clip" if clip else "off"
+
+
+def model_settings_of(sampler: SamplerSettings, guidance: GuidanceSettings, class_label) -> dict:
+    """The model's own part of stored run settings, as ``SamplerPanel.model_settings`` writes it."""
+    clip_range = getattr(sampler, "clip_sample_range", None)
+    return {"clip": clip_choice(sampler),
+            "clip_range": float(clip_range) if clip_range is not None else DEFAULT_CLIP_RANGE,
+            "variance_type": getattr(sampler, "variance_type", None),
+            "class_label": class_label, "guidance": guidance.to_dict()}
+
+
 CLIP_VALUES = {   # the clip combo's choice -> the settings fields it sets (the range comes from its spin box)
     "model": {"clip_sample": None},
     "clip": {"clip_sample": True},
@@ -271,7 +298,7 @@ class SamplerPanel(QWidget):
         self.clip_range_spin = QDoubleSpinBox()
         self._name(self.clip_range_spin, "clipRangeSpin", "Clip range", "Clip range: x0 is clipped to [-range, +range]")
         self.clip_range_spin.setRange(0.01, 100.0)
-        self.clip_range_spin.setValue(1.0)
+        self.clip_range_spin.setValue(DEFAULT_CLIP_RANGE)
 
     def _build_guidance_widgets(self) -> None:
         """Guidance kind and scale, and the class it guides towards."""
@@ -284,7 +311,7 @@ class SamplerPanel(QWidget):
             "less varied, 0 ignores the class"))
         self.guidance_scale_spin.setRange(0.0, 100.0)
         self.guidance_scale_spin.setSingleStep(0.5)
-        self.guidance_scale_spin.setValue(3.0)
+        self.guidance_scale_spin.setValue(DEFAULT_GUIDANCE_SCALE)
         self.class_combo = self._combo("classCombo", "Class", (
             "Which class to draw, for a class-conditional model: one class for every sample, 'cycle' (sample i "
             "gets class i mod K), or no class (the model's unconditional mode)"))
@@ -403,6 +430,62 @@ class SamplerPanel(QWidget):
             self._update_enabled()   # which guidance kinds this model can take, before choosing one
             self._select(self.guidance_combo, self._wanted_guidance)
         self._update_enabled()
+
+    # --- the settings that belong to a model -------------------------------------------------------------------------
+    def model_settings(self) -> dict:
+        """The open model's own settings (``MODEL_SETTINGS``) as the user chose them: clipping even where the
+        sampler shown cannot take it, the class and guidance only for a model that has classes."""
+        values = {"clip": self._wanted_clip, "clip_range": self.clip_range_spin.value(),
+                  "variance_type": self.variance_combo.currentData()}
+        if self.card is not None and self.card.conditional:
+            values["class_label"] = self._wanted_class
+            values["guidance"] = {"kind": self._wanted_guidance, "scale": self.guidance_scale_spin.value()}
+        return values
+
+    def use_model(self, card: ModelCard | None, values: dict | None = None) -> list[str]:
+        """Show ``card`` with its own settings: ``values`` (``model_settings`` as remembered for this model), or,
+        without them, as the model card says (its clipping and variance, every class in turn, no guidance).
+        Returns what in ``values`` this model cannot take, in words (those fall back to the model card's)."""
+        values = values if isinstance(values, dict) else {}
+        clip = values.get("clip", "model")
+        clip = clip if clip in CLIP_VALUES else "model"
+        clip_range = values.get("clip_range", DEFAULT_CLIP_RANGE)
+        guidance = values.get("guidance") if isinstance(values.get("guidance"), dict) else {}
+        kind = guidance.get("kind", "none") if guidance.get("kind") in GUIDANCE_KINDS else "none"
+        scale = guidance.get("scale", DEFAULT_GUIDANCE_SCALE)
+        with self._quiet():
+            self._wanted_clip = clip
+            if isinstance(clip_range, (int, float)) and not isinstance(clip_range, bool):
+                self.clip_range_spin.setValue(float(clip_range))
+            if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+                self.guidance_scale_spin.setValue(float(scale))
+            self._wanted_class = values.get("class_label", CLASS_CYCLE)
+            self._wanted_guidance = kind
+            self.variance_combo.setCurrentIndex(0)   # "as the model card", unless chosen for this model
+        self.set_card(card)
+        wanted_variance = values.get("variance_type")
+        with self._quiet():
+            if wanted_variance is not None:
+                self._select(self.variance_combo, wanted_variance)
+        self._update_enabled()
+        return self._misfits(card, values, wanted_variance, kind)
+
+    def _misfits(self, card: ModelCard | None, values: dict, variance, guidance: str) -> list[str]:
+        """What of the remembered ``values`` the panel could not show for ``card``."""
+        if card is None:
+            return []
+        out = []
+        label = values.get("class_label")
+        if "class_label" in values and label not in (None, CLASS_CYCLE) and \
+                (not card.conditional or self.class_combo.findData(label) < 0):
+            out.append(f"class {label!r} ({'the model is unconditional' if not card.conditional else 'no such class'})")
+        if variance is not None and self.variance_combo.currentData() != variance:
+            out.append(f"variance {variance} (the model did not learn it)")
+        if guidance != "none" and self.guidance_combo.currentData() != guidance:
+            reason = self.guidance_combo.model().item(self.guidance_combo.findData(guidance)).toolTip()
+            out.append(f"{GUIDANCE_TEXTS.get(guidance, guidance).lower()} guidance"
+                       + (f" ({reason.removeprefix('Not available now: ')})" if reason else ""))
+        return out
 
     @staticmethod
     def _select(combo: QComboBox, data) -> None:
@@ -608,8 +691,7 @@ class SamplerPanel(QWidget):
                 self.order_spin.setValue(sampler.order)
             if hasattr(sampler, "karras"):
                 self.karras_check.setChecked(sampler.karras)
-            clip = ("threshold" if sampler.thresholding else "model" if sampler.clip_sample is None
-                    else "clip" if sampler.clip_sample else "off")
+            clip = clip_choice(sampler)
             self._wanted_clip = clip
             self.clip_combo.setCurrentIndex(self.clip_combo.findData(clip))
             if sampler.clip_sample_range is not None:

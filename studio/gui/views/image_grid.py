@@ -1,7 +1,15 @@
-"""A batch as one grid picture (pyqtgraph ImageItem), seed labels on the tiles, click to focus a tile,
-right-click for a tile's menu."""
+"""A batch as one grid picture (pyqtgraph ImageItem), seed labels under the tiles, click to focus a tile,
+right-click for a tile's menu.
+
+The grid the view paints leaves a strip under each row of tiles for the tiles' labels (``LabelledGridLayout``), so
+a label never covers a tile's pixels (8x8 digits lost their top rows under them); a pane too small for the labels
+hides them. A batch of one or two tiles is not blown up past half the pane: the focus view below is the close-up.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -12,7 +20,51 @@ from PySide6.QtWidgets import QGraphicsRectItem
 from ...core.preview import GridLayout, make_grid
 from .tile_labels import TileLabels
 
-LABEL_MARGIN_PIXELS = 4   # labels show only when a tile is this much wider and taller than one on screen
+LABEL_MARGIN_PIXELS = 4   # labels show only when their strip is this much wider and taller than one on screen
+LABEL_ROOM = 0.3          # the strip under each row for its labels, in tile heights (8x8 digits: 3 pixels)
+MIN_VIEW_TILES = 2        # the view spans at least this many tiles each way: one tile never fills the pane
+
+
+@dataclass(frozen=True)
+class LabelledGridLayout(GridLayout):
+    """A GridLayout with ``label_room`` grid pixels under each row of tiles, where the tiles' labels go."""
+
+    label_room: int = 0
+
+    @classmethod
+    def around(cls, layout: GridLayout) -> "LabelledGridLayout":
+        if isinstance(layout, LabelledGridLayout):
+            return layout
+        room = max(2, math.ceil(LABEL_ROOM * layout.tile_height))
+        return cls(layout.batch_size, layout.tile_height, layout.tile_width, layout.columns, layout.padding, room)
+
+    @property
+    def _row_pitch(self) -> int:
+        return self.tile_height + self.label_room + self.padding
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows * self._row_pitch + self.padding,
+                self.columns * (self.tile_width + self.padding) + self.padding)
+
+    def origin(self, index: int) -> tuple[int, int]:
+        row, col = divmod(index, self.columns)
+        return self.padding + row * self._row_pitch, self.padding + col * (self.tile_width + self.padding)
+
+    def label_origin(self, index: int) -> tuple[int, int]:
+        """(row, column) pixel of the top-left corner of tile ``index``'s label strip."""
+        top, left = self.origin(index)
+        return top + self.tile_height, left
+
+    def index_at(self, y: float, x: float) -> int | None:
+        if y < 0 or x < 0:
+            return None
+        row, in_row = divmod(int(y) - self.padding, self._row_pitch)
+        col, in_col = divmod(int(x) - self.padding, self.tile_width + self.padding)
+        if row < 0 or col < 0 or col >= self.columns or in_row >= self.tile_height or in_col >= self.tile_width:
+            return None
+        index = row * self.columns + col
+        return index if index < self.batch_size else None
 
 
 class _ClickableImage(pg.ImageItem):
@@ -51,10 +103,10 @@ class ImageGridView(pg.GraphicsView):
         self.grid_layout: GridLayout | None = None
         label_font = QFont()
         label_font.setPointSize(8)
-        self.tile_labels = TileLabels(label_font)   # every tile's label, one item
+        self.tile_labels = TileLabels(label_font, band=False)   # every tile's label, one item, on the grid's gaps
         self.tile_labels.hide()
         self.view_box.addItem(self.tile_labels)
-        self._ranged_shape: tuple[int, int] | None = None   # the grid shape the view was last sized to
+        self._ranged_view: QRectF | None = None   # the rectangle the view was last sized to
         self._focus_frame = QGraphicsRectItem()
         pen = QPen(QColor(255, 196, 0))
         pen.setCosmetic(True)
@@ -67,9 +119,11 @@ class ImageGridView(pg.GraphicsView):
 
     # --- layout ----------------------------------------------------------------------------------------------------
     def set_layout(self, layout: GridLayout | None, labels: list[str] | None = None) -> None:
-        """A new batch shape: size the view to the grid and put a label on each tile (none is redrawn when the
-        next run has the same batch and labels)."""
+        """A new batch shape: size the view to the grid and put a label under each tile (none is redrawn when the
+        next run has the same batch and labels). With labels the grid is laid out with room for them."""
         texts = list(labels or [])
+        if layout is not None and texts:
+            layout = LabelledGridLayout.around(layout)
         if layout is not None and layout == self.grid_layout and texts == self.tile_labels.texts():
             return   # the next run of the same batch: its labels are in place already
         if layout != self.grid_layout:
@@ -82,24 +136,36 @@ class ImageGridView(pg.GraphicsView):
             self._focus_frame.hide()
             return
         height, width = layout.shape
-        corners = [layout.origin(index) for index in range(len(texts))]
+        corners = [layout.label_origin(index) for index in range(len(texts))] if texts else []
         self.tile_labels.set_labels(texts, [(left, top) for top, left in corners], QRectF(0, 0, width, height))
-        if layout.shape != self._ranged_shape:   # the same shape again (the next run): the view is right
-            self.view_box.setRange(QRectF(0, 0, width, height), padding=0.01)
-            self._ranged_shape = layout.shape
+        view = self._view_rect(layout)
+        if view != self._ranged_view:   # the same grid again (the next run): the view is right
+            self.view_box.setRange(view, padding=0.01)
+            self._ranged_view = view
         self.grid_layout = layout
         self._update_label_visibility()
 
+    @staticmethod
+    def _view_rect(layout: GridLayout) -> QRectF:
+        """The grid, widened to MIN_VIEW_TILES tiles each way around its centre (a batch of one is not a
+        pane-filling close-up, larger than the focus view's)."""
+        height, width = layout.shape
+        pitch_y = height / layout.rows
+        pitch_x = width / layout.columns
+        view_height, view_width = max(height, MIN_VIEW_TILES * pitch_y), max(width, MIN_VIEW_TILES * pitch_x)
+        return QRectF((width - view_width) / 2, (height - view_height) / 2, view_width, view_height)
+
     def _update_label_visibility(self, *_):
-        if self.grid_layout is None or not self.tile_labels.texts():
+        layout = self.grid_layout
+        if not isinstance(layout, LabelledGridLayout) or not self.tile_labels.texts():
             self.tile_labels.hide()
             return
         x_per_pixel, y_per_pixel = self.view_box.viewPixelSize()
-        wide = self.grid_layout.tile_width / x_per_pixel if x_per_pixel > 0 else 0
-        tall = self.grid_layout.tile_height / y_per_pixel if y_per_pixel > 0 else 0
-        # a label wider or taller than its tile would cover the next tile
+        wide = (layout.tile_width + layout.padding) / x_per_pixel if x_per_pixel > 0 else 0
+        tall = layout.label_room / y_per_pixel if y_per_pixel > 0 else 0
+        # a label wider than its tile would run into the next one's; one taller than its strip onto the next row
         self.tile_labels.setVisible(wide >= self.tile_labels.widest() + LABEL_MARGIN_PIXELS
-                                    and tall >= self.tile_labels.band_height() + LABEL_MARGIN_PIXELS)
+                                    and tall >= self.tile_labels.band_height())
 
     # --- content ---------------------------------------------------------------------------------------------------
     def show_tiles(self, tiles: np.ndarray) -> None:

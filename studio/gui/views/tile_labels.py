@@ -1,5 +1,6 @@
-"""Every tile's label of a grid as one graphics item: the text at each tile's top-left corner, the same size on
-screen at any zoom, on a dark band.
+"""Every tile's label of a grid as one graphics item: the text at a given corner of each tile (the image grid puts
+it on the strip under the tile), the same size on screen at any zoom, on a dark band where asked (text laid over a
+picture).
 
 One item painting a cached ``QStaticText`` per label, rather than a ``pg.TextItem`` per tile: a text item per
 tile is laid out and painted on its own at every repaint, and a live run repaints both grids several times a
@@ -22,8 +23,9 @@ PADDING = 2   # screen pixels of band around the text
 class TileLabels(pg.GraphicsObject):
     """Labels at view positions (the tiles' corners), drawn in screen pixels."""
 
-    def __init__(self, font: QFont):
+    def __init__(self, font: QFont, band: bool = True):
         super().__init__()
+        self._band = band   # a dark band behind each text (needed over a picture, not on the grid's gaps)
         self._font = QFont(font)
         self._metrics = QFontMetrics(self._font)
         self._texts: list[str] = []
@@ -59,8 +61,8 @@ class TileLabels(pg.GraphicsObject):
         return self._widest
 
     def band_height(self) -> int:
-        """Screen pixels of a label's band."""
-        return self._metrics.height() + 2 * PADDING
+        """Screen pixels a label takes up and down: its band, or its text and a pixel above it."""
+        return self._metrics.height() + (2 * PADDING if self._band else 1)
 
     def boundingRect(self) -> QRectF:
         return QRectF(self._area)
@@ -74,8 +76,11 @@ class TileLabels(pg.GraphicsObject):
         painter.setFont(self._font)
         painter.setPen(TEXT_COLOR)
         height = self.band_height()
+        top = PADDING if self._band else 1
         for static, position in zip(self._static, self._positions):
             corner = to_screen.map(position)
-            painter.fillRect(QRectF(corner.x(), corner.y(), static.size().width() + 2 * PADDING, height), BAND_COLOR)
-            painter.drawStaticText(QPointF(corner.x() + PADDING, corner.y() + PADDING), static)
+            if self._band:
+                painter.fillRect(QRectF(corner.x(), corner.y(), static.size().width() + 2 * PADDING, height),
+                                 BAND_COLOR)
+            painter.drawStaticText(QPointF(corner.x() + PADDING, corner.y() + top), static)
         painter.restore()

@@ -2,6 +2,10 @@
 
 It grows while a run streams in; if the slider sits on the newest step it follows the run, if the user
 has moved it back it stays where it was put.
+
+The slider's value is the index of the step shown (0: step 1, the first model call's result) and ``X_T`` (-1)
+is step 0, the starting noise x_T, before any model call: once a run has steps the slider spans
+``X_T .. steps - 1``, so Home (``first``) shows x_T, as the animation and the .npz export start with it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from PySide6.QtCore import QTimer, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QStyle, QToolButton, QWidget
 
 PLAY_INTERVAL_MS = 60   # ~16 steps a second
+X_T = -1                # the slider's value for step 0: x_T, the starting noise
 
 
 class Timeline(QWidget):
@@ -29,16 +34,17 @@ class Timeline(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("timelineSlider")
         self.slider.setAccessibleName("Timeline: the step shown")
-        self.slider.setToolTip("Drag to look at any step of the run (Left/Right, Home/End)")
+        self.slider.setToolTip("Drag to look at any step of the run, from step 0 (x_T, the starting noise) to the "
+                               "last (Left/Right, Home/End)")
         self.slider.setRange(0, 0)
         self.slider.setEnabled(False)
         self.slider.setPageStep(10)
         self.label = QLabel("no run yet")
         self.label.setObjectName("timelineLabel")
         self.label.setAccessibleName("Step, timestep, alpha_bar_t and sigma_t of the step shown")
-        self.label.setToolTip("step i of S, the timestep t the model saw (→ the one the step reached), "
-                              "alpha_bar_t (signal kept) and sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) "
-                              "(noise-to-signal ratio)")
+        self.label.setToolTip("step i of S (step 0: x_T, the starting noise), the timestep t the model saw "
+                              "(→ the one the step reached), alpha_bar_t (signal kept) and "
+                              "sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) (noise-to-signal ratio)")
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setMinimumWidth(self.fontMetrics().horizontalAdvance("step 1000/1000 · t 999 → 998 · "
                                                                         "alpha_bar_t 0.000040 · sigma_t 157.4"))
@@ -70,10 +76,12 @@ class Timeline(QWidget):
     # --- the steps there are ---------------------------------------------------------------------------------------
     @property
     def count(self) -> int:
+        """The run's steps on the timeline (x_T, step 0, not counted)."""
         return self.slider.maximum() + 1 if self.slider.isEnabled() else 0
 
     @property
     def current(self) -> int:
+        """The index of the step shown; ``X_T`` (-1) for step 0, the starting noise."""
         return self.slider.value()
 
     def reset(self) -> None:
@@ -91,7 +99,7 @@ class Timeline(QWidget):
         following = not self.slider.isEnabled() or self.slider.value() == self.slider.maximum()
         self.slider.setEnabled(count > 0)
         self.slider.blockSignals(True)
-        self.slider.setMaximum(max(0, count - 1))
+        self.slider.setRange(X_T if count > 0 else 0, max(0, count - 1))   # x_T first, once there are steps
         self.slider.blockSignals(False)
         if following and not self._timer.isActive() and count > 0:
             if self.slider.value() != count - 1:
@@ -101,7 +109,8 @@ class Timeline(QWidget):
         self._update_buttons()
 
     def set_step(self, index: int) -> None:
-        self.slider.setValue(max(0, min(index, self.slider.maximum())))
+        """Show step ``index`` (0: step 1; ``X_T``: the starting noise), within the steps there are."""
+        self.slider.setValue(max(self.slider.minimum(), min(index, self.slider.maximum())))
 
     def step_back(self) -> None:
         self.set_step(self.current - 1)
@@ -110,7 +119,8 @@ class Timeline(QWidget):
         self.set_step(self.current + 1)
 
     def first(self) -> None:
-        self.set_step(0)
+        """Step 0: x_T, the starting noise."""
+        self.set_step(X_T)
 
     def last(self) -> None:
         self.set_step(self.slider.maximum())
@@ -130,7 +140,7 @@ class Timeline(QWidget):
         style = self.style()
         if on and self.count > 0:
             if self.current >= self.slider.maximum():
-                self.set_step(0)   # play from the start when at the end
+                self.first()   # play from the start (x_T) when at the end
             self._timer.start()
             self.play_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause))
         else:
