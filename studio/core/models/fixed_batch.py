@@ -2,8 +2,9 @@
 
 CPU and GPU kernels pick their algorithm by the shape they get (a Linear layer's GEMM, a batch-1 convolution),
 so one sample can differ in its last bits between a batch of 4 and a batch of 2. Given one fixed shape, they
-compute each row alone (checked on the studio's networks: permuting or replacing the other rows, or changing
-the thread count, leaves a row's bits as they were). So the model is always called on exactly ``model_batch``
+compute each row alone (checked on the studio's networks: permuting or replacing the other rows leaves a row's
+bits as they were; so does changing the thread count at some shapes only: on the reference 2-core CPU at 1, 16,
+24 and 32 rows, not at 2 to 12, see docs/engine.md). So the model is always called on exactly ``model_batch``
 rows: a smaller batch is padded with copies of its first sample, a larger one is cut into such calls. Each
 sample's arithmetic is then the same in any batch, in any process, and alone (a PNG recipe's batch of one).
 """
