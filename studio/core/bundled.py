@@ -24,6 +24,8 @@ BUNDLED = (
     BundledModel("toy2d", "toy2d-mlp.safetensors", "MLP denoiser on a 2-D toy distribution"),
     BundledModel("digits-classifier", "digits-classifier.safetensors",
                  "noise-aware digit classifier, for classifier guidance"),
+    BundledModel("shapes", "shapes-unet.safetensors",
+                 "class-conditional UNet on generated 32x32 RGB shapes (6 classes), textured backgrounds"),
 )
 
 

@@ -1,4 +1,5 @@
-"""Training data: scikit-learn's 8x8 digits, a 2-D toy mixture (8 Gaussians on a ring), or a folder of images.
+"""Training data: scikit-learn's 8x8 digits, the generated 32x32 RGB shapes (shapes.py), a 2-D toy mixture
+(8 Gaussians on a ring), or a folder of images.
 
 Every dataset ends as a ``TrainData``: float32 samples in the model's data space (images in [-1, 1]), integer
 class labels (or None) and the names of the classes.
@@ -18,7 +19,7 @@ from torch.nn import functional as F
 from ..core.checks import require_choice, require_int
 from ..core.errors import SettingsError
 
-BUILTIN_DATASETS = ("digits", "toy2d")
+BUILTIN_DATASETS = ("digits", "shapes", "toy2d")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 COLOR_MODES = ("auto", "gray", "rgb")
 
@@ -59,10 +60,12 @@ class TrainData:
 
 
 def load_data(data: str, image_size: int | None = None, color: str = "auto") -> TrainData:
-    """``digits``, ``toy2d``, or a folder path."""
+    """``digits``, ``shapes``, ``toy2d``, or a folder path."""
     require_choice("--color", color, COLOR_MODES)
     if data == "digits":
         return load_digits(image_size)
+    if data == "shapes":
+        return shapes_data(image_size)
     if data == "toy2d":
         return toy2d_data()
     path = Path(data).expanduser()
@@ -70,7 +73,7 @@ def load_data(data: str, image_size: int | None = None, color: str = "auto") -> 
         raise SettingsError(f"--data {data!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
                             "nor an existing folder")
     if not path.is_dir():
-        raise SettingsError(f"--data {data!r} is a file; give a folder of images (or digits, toy2d)")
+        raise SettingsError(f"--data {data!r} is a file; give a folder of images (or {', '.join(BUILTIN_DATASETS)})")
     return load_image_folder(path, image_size or 32, color)
 
 
@@ -88,6 +91,21 @@ def load_digits(image_size: int | None = None) -> TrainData:
     return TrainData("digits", images.contiguous(), torch.from_numpy(bunch.target.astype(np.int64)),
                      tuple(str(i) for i in range(10)), "image", (-1.0, 1.0),
                      f"scikit-learn's 8x8 digits ({len(images)} images, 10 classes), at {size}x{size}")
+
+
+def shapes_data(image_size: int | None = None) -> TrainData:
+    """The generated shapes (studio.train.shapes): SHAPES_SIZE RGB pictures, 6 classes by shape, fixed seed.
+    ``image_size`` draws them at another side (default 32; at least 16, a multiple of 4)."""
+    from .shapes import SHAPES_CLASS_NAMES, SHAPES_DATA_SEED, SHAPES_IMAGE_SIZE, SHAPES_SIZE, generate_shapes
+
+    size = SHAPES_IMAGE_SIZE if image_size is None else require_int("--image-size", image_size, 16, 256)
+    if size % 4:
+        raise SettingsError(f"--image-size for shapes must be a multiple of 4, got {size}")
+    images, labels = generate_shapes(SHAPES_SIZE, SHAPES_DATA_SEED, size)
+    return TrainData("shapes", torch.from_numpy(images), torch.from_numpy(labels), SHAPES_CLASS_NAMES, "image",
+                     (-1.0, 1.0), f"the generated shapes ({SHAPES_SIZE} RGB pictures, "
+                     f"{len(SHAPES_CLASS_NAMES)} classes by shape: {', '.join(SHAPES_CLASS_NAMES)}; seed "
+                     f"{SHAPES_DATA_SEED}), at {size}x{size}")
 
 
 def toy2d_means() -> np.ndarray:

@@ -9,6 +9,13 @@
     sampling noise alone gives), each averaged over REFERENCE_DRAWS true draws. Goal: the model's sliced
     Wasserstein distance is within TOY_SW_GOAL_RATIO x that floor. Also: the fraction of class-conditional
     samples that land nearest the requested Gaussian.
+(d) shapes: an independent judge (a small CNN, shape_judge.py) is trained on fresh pictures from the shapes
+    generator (never the diffusion model's training set) and its held-out accuracy on generator pictures
+    reported; the shapes UNet then samples each of its 6 classes with DDIM 50 (plain conditional, and CFG scale 3
+    with use_clipped_model_output) and we report the fraction the judge assigns to the requested class. Goal:
+    >= 90% plain conditional. Also: how early x0_pred's coarse content settles compared with its fine content
+    (``emergence``): per DDIM step, the distance of x0_pred to the final sample in four spatial frequency bands,
+    relative to the final samples' own spread about their average picture.
 (c) informative rows: classifier-free guidance (scale 3) and classifier guidance with the noise-aware digits
     classifier (scale 3), both with DDIM use_clipped_model_output=True. With the default DDIM (x0 clipped but eps
     not re-derived from it) strong guidance collapses on these 8x8 digits: the clipped x0 and the unclipped eps
@@ -34,6 +41,12 @@ from ..core.samplers import DDIMSettings
 from ..core.settings import GuidanceSettings, RunSettings
 
 DIGITS_GOAL = 0.90
+SHAPES_GOAL = 0.90
+# spatial frequency bands of a 32x32 picture: low < radius <= high in the 2-D spectrum, in cycles per picture.
+# colour: the mean colour (DC) alone; coarse: layout (where the shape and the light are); middle: the shape's
+# outline; fine: edges, stripes and checks, grain
+EMERGENCE_BANDS = {"colour": (-1.0, 0.0), "coarse": (0.0, 2.0), "middle": (2.0, 6.0), "fine": (6.0, 23.0)}
+EMERGENCE_THRESHOLD = 0.2     # a band has "emerged" once x0_pred is within 20% of the final picture in it
 DIGITS_GUIDANCE_SCALE = 1.0   # plain conditional sampling (no classifier-free guidance) reaches the goal
 GUIDED_SCALE = 3.0            # the scale of the informative guidance rows (c)
 TOY_SW_GOAL_RATIO = 1.5
@@ -107,6 +120,99 @@ def measure_digits(unet_path, samples_per_class: int = 100, guidance_scale: floa
                         float(np.mean(per_class)), per_class)
 
 
+# --- (d) shapes ------------------------------------------------------------------------------------------------
+@dataclass
+class ShapesReport:
+    judge_accuracy: float
+    guidance: str
+    guidance_scale: float
+    use_clipped_model_output: bool
+    samples_per_class: int
+    fraction_correct: float
+    per_class: list[float] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.fraction_correct >= SHAPES_GOAL
+
+
+def measure_shapes(unet_path, samples_per_class: int = 100, guidance_scale: float = 1.0, seed: int = 0,
+                   judge=None, clipped_eps: bool = False) -> ShapesReport:
+    """Class-conditional DDIM-50 samples of the shapes UNet (CFG when guidance_scale != 1), judged by the
+    independent CNN (``judge``: a shape_judge.Judge; trained here when None)."""
+    from .shape_judge import train_judge
+
+    judge = judge if judge is not None else train_judge()
+    denoiser = open_checkpoint(unet_path)
+    classes = len(denoiser.card.class_names)
+    guidance = (GuidanceSettings(kind="classifier_free", scale=guidance_scale) if guidance_scale != 1.0
+                else GuidanceSettings())
+    sampler = DDIMSettings(steps=DDIM_STEPS, use_clipped_model_output=clipped_eps)
+    count = classes * samples_per_class
+    settings = RunSettings(sampler=sampler, seed=seed, batch_size=count, class_label="cycle", guidance=guidance,
+                           device="cpu")
+    with torch.no_grad():
+        images = sample_final(denoiser, settings)
+    requested = np.arange(count) % classes
+    correct = judge.predict(images) == requested
+    per_class = [float(np.mean(correct[requested == label])) for label in range(classes)]
+    return ShapesReport(judge.accuracy, guidance.kind, guidance_scale, clipped_eps, samples_per_class,
+                        float(np.mean(per_class)), per_class, list(denoiser.card.class_names))
+
+
+def band_masks(size: int) -> dict[str, torch.Tensor]:
+    """Boolean (size, size) masks over torch.fft.fft2's frequencies for EMERGENCE_BANDS."""
+    freq = torch.fft.fftfreq(size) * size
+    radius = torch.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2)
+    return {name: (radius > low) & (radius <= high) for name, (low, high) in EMERGENCE_BANDS.items()}
+
+
+@dataclass
+class EmergenceReport:
+    timesteps: list[int]                   # t of each DDIM step
+    relative_error: dict[str, list[float]]  # band -> per step: |band(x0_pred - final)| / |band(final - mean)|
+    emerged_at: dict[str, int | None]        # band -> first step (1-based) from which the error stays below threshold
+    threshold: float
+    samples: int
+
+    @property
+    def coarse_before_fine(self) -> bool:
+        """The mean colour and the layout settle (within the threshold) before the edges and textures do."""
+        colour, coarse, fine = (self.emerged_at[name] for name in ("colour", "coarse", "fine"))
+        return colour is not None and coarse is not None and (fine is None or max(colour, coarse) < fine)
+
+
+def measure_emergence(unet_path, samples_per_class: int = 8, seed: int = 0) -> EmergenceReport:
+    """Coarse-to-fine emergence in x0_pred over a plain conditional DDIM-50 run: per step and frequency band,
+    the relative distance (summed over the batch) of the step's x0_pred to the final sample."""
+    from ..core.engine import sample
+
+    denoiser = open_checkpoint(unet_path)
+    count = len(denoiser.card.class_names) * samples_per_class
+    settings = RunSettings(sampler=DDIMSettings(steps=DDIM_STEPS), seed=seed, batch_size=count,
+                           class_label="cycle", device="cpu")
+    with torch.no_grad():
+        steps = [(int(step.t), step.x0_pred.double().clone()) for step in sample(denoiser, settings)]
+    final = torch.fft.fft2(steps[-1][1])
+    # the scale: how far the final pictures stand from their batch's average picture, band by band, so that an
+    # x0_pred that is just the average scores 1 (the mean colour of all pictures alone is no information)
+    spread = final - final.mean(dim=0, keepdim=True)
+    masks = band_masks(final.shape[-1])
+    errors: dict[str, list[float]] = {name: [] for name in masks}
+    for _, x0_pred in steps:
+        diff = torch.fft.fft2(x0_pred) - final
+        for name, mask in masks.items():
+            errors[name].append(float(diff[..., mask].abs().pow(2).sum().sqrt()
+                                      / spread[..., mask].abs().pow(2).sum().sqrt()))
+    emerged: dict[str, int | None] = {}
+    for name, values in errors.items():
+        above = [i for i, v in enumerate(values) if v > EMERGENCE_THRESHOLD]
+        first = above[-1] + 1 if above else 0          # 0-based index of the first step that stays below
+        emerged[name] = first + 1 if first < len(values) else None
+    return EmergenceReport([t for t, _ in steps], errors, emerged, EMERGENCE_THRESHOLD, count)
+
+
 # --- (b) toy2d -------------------------------------------------------------------------------------------------
 @dataclass
 class ToyReport:
@@ -175,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toy2d", default=str(_default("toy2d")), help="2-D MLP checkpoint")
     parser.add_argument("--classifier", default=str(_default("digits-classifier")),
                         help="noise-aware digits classifier checkpoint (for the classifier-guidance row)")
+    parser.add_argument("--shapes", default=str(_default("shapes")), help="shapes UNet checkpoint")
     parser.add_argument("--samples-per-class", type=int, default=100)
+    parser.add_argument("--judge-steps", type=int, default=None,
+                        help="training steps of the shapes judge (default: shape_judge.JUDGE_STEPS)")
     parser.add_argument("--guidance-scale", type=float, default=DIGITS_GUIDANCE_SCALE,
                         help="classifier-free guidance scale for (a); 1 = plain conditional")
     parser.add_argument("--no-guided", dest="guided", action="store_false",
@@ -228,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{toy.conditional_fraction_nearest:.3f}", ""))
         else:
             rows.append(("toy2d MLP", "absent", args.toy2d))
+        rows += _shapes_rows(args, results)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -241,6 +351,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         _write_json(Path(args.json), results)
     return 0
+
+
+def _shapes_rows(args, results: dict) -> list[tuple[str, str, str]]:
+    from .shape_judge import train_judge
+
+    if not Path(args.shapes).is_file():
+        return [("shapes UNet", "absent", args.shapes)]
+    judge = train_judge(steps=args.judge_steps) if args.judge_steps else train_judge()
+    rows = [("shapes judge (CNN) held-out accuracy (real generator pictures)", f"{judge.accuracy:.3f}", "")]
+    results["shapes_judge_accuracy"] = judge.accuracy
+    report = measure_shapes(args.shapes, args.samples_per_class, 1.0, args.seed, judge)
+    results["shapes"] = {**asdict(report), "goal": SHAPES_GOAL, "passed": report.passed}
+    rows.append((f"shapes UNet, DDIM {DDIM_STEPS}, plain conditional: fraction of requested class",
+                 f"{report.fraction_correct:.3f}", f"goal >= {SHAPES_GOAL:.2f}: {'pass' if report.passed else 'FAIL'}"))
+    if args.guided:
+        cfg = measure_shapes(args.shapes, args.samples_per_class, GUIDED_SCALE, args.seed, judge, clipped_eps=True)
+        results["shapes_cfg"] = asdict(cfg)
+        rows.append((f"  CFG scale {GUIDED_SCALE:g}, DDIM use_clipped_model_output", f"{cfg.fraction_correct:.3f}",
+                     ""))
+    emergence = measure_emergence(args.shapes, max(1, min(args.samples_per_class, 8)), args.seed)
+    results["shapes_emergence"] = {**asdict(emergence), "coarse_before_fine": emergence.coarse_before_fine}
+    for name, step in emergence.emerged_at.items():
+        low, high = EMERGENCE_BANDS[name]
+        rows.append((f"  x0_pred within {emergence.threshold:.0%} of the final sample, {name} band "
+                     f"({low:g}-{high:g} cycles)", "never" if step is None else f"step {step}",
+                     f"of {DDIM_STEPS} (t={emergence.timesteps[step - 1]})" if step else ""))
+    return rows
 
 
 def _write_json(path: Path, data: dict) -> None:

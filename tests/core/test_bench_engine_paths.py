@@ -26,10 +26,20 @@ def test_noise_drawn_ahead_equals_noise_drawn_step_by_step(shape):
         assert torch.equal(ahead.draw(), one_by_one.draw())
 
 
+def draws(noise: SampleNoise, count: int = 40) -> list[torch.Tensor]:
+    return [noise.draw() for _ in range(count)]   # past several doubling refills
+
+
 @pytest.mark.parametrize("numel", [2, 8, 24, 100])
-def test_sizes_torch_fills_differently_in_bulk_are_drawn_one_by_one(numel):
+def test_sizes_torch_fills_differently_in_bulk_still_get_the_one_by_one_noise(numel):
+    one_by_one = SampleNoise([5, 6], (numel,))
+    one_by_one._ahead = False
+    expected = draws(one_by_one)
+    assert all(torch.equal(a, b) for a, b in zip(draws(SampleNoise([5, 6], (numel,))), expected))
+    forced = SampleNoise([5, 6], (numel,))   # the control: these sizes drawn ahead anyway give other numbers
+    forced._ahead = True
+    assert not all(torch.equal(a, b) for a, b in zip(draws(forced), expected))
     assert not draws_ahead_match(numel)
-    assert not SampleNoise([0], (numel,))._ahead
 
 
 class CountingNetwork(FakeNetwork):

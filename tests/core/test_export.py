@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from studio.core.errors import SettingsError, StudioError
+from studio.core.export import animation
 from studio.core.export import (AnimationOptions, ExportError, animation_frames, atomic_write, ensure_folder,
                                 grid_frames, image_pixels, mp4_available, read_trajectory_npz, scatter_frames,
                                 select_frames, upscale_factor, write_animation, write_gif, write_json, write_mp4,
@@ -249,22 +250,37 @@ def test_write_animation_picks_the_format_by_suffix(tmp_path):
         write_animation(tmp_path / "x.avi", grey_frames(), options)
 
 
-@pytest.mark.skipif(mp4_available(), reason="imageio-ffmpeg is installed")
-def test_mp4_without_imageio_ffmpeg_is_a_clear_error(tmp_path):
+def test_mp4_without_imageio_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(animation, "mp4_available", lambda: False)   # as where imageio-ffmpeg is not installed
     with pytest.raises(SettingsError, match="imageio-ffmpeg"):
         write_mp4(tmp_path / "a.mp4", grey_frames())
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.skipif(not mp4_available(), reason="imageio-ffmpeg is not installed")
-def test_mp4_has_every_frame_and_the_held_last_one(tmp_path):
+def test_the_dev_extra_installs_what_mp4_export_needs():
+    """The `dev` extra (the README's test install) brings imageio-ffmpeg, so the MP4 test below runs, not skips."""
+    import tomllib
+
+    dev = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["dev"]
+    assert any(requirement.startswith("imageio-ffmpeg") for requirement in dev)
+
+
+def test_mp4_has_every_frame_in_order_and_the_held_last_one(tmp_path):
+    assert mp4_available(), "imageio-ffmpeg is missing: the tests need the dev extra (pip install -e '.[dev]')"
     import imageio_ffmpeg
 
-    path = write_mp4(tmp_path / "a.mp4", grey_frames(count=5, height=16, width=15), frame_ms=100, last_frame_ms=300)
-    reader = imageio_ffmpeg.read_frames(str(path))
+    frames = grey_frames(count=5, height=16, width=15)
+    path = write_mp4(tmp_path / "a.mp4", frames, frame_ms=100, last_frame_ms=300)
+    reader = imageio_ffmpeg.read_frames(str(path))   # decoded by ffmpeg, as a player would
     meta = next(reader)
-    assert meta["size"] == (16, 16)                        # padded to even sides
-    assert sum(1 for _ in reader) == 5 + 2                 # the last frame shown three times
+    assert meta["codec"] == "h264" and meta["fps"] == 10.0 and meta["size"] == (16, 16)   # padded to even sides
+    shown = [np.frombuffer(raw, np.uint8).reshape(16, 16, 3)[..., 0].astype(int) for raw in reader]
+    assert len(shown) == 5 + 2   # the last frame shown three times: 300 ms at 100 ms a frame
+    for index, picture in enumerate(shown):   # each shows its own frame (5 and 6: the last), not another
+        error = [np.abs(picture[:, :15] - frame).mean() for frame in frames]   # lossy H.264: near, not equal
+        assert int(np.argmin(error)) == min(index, 4) and min(error) < 20, (index, error)
+        assert picture[:, 15].mean() < 16   # the padding column is black
 
 
 # --- arrays ----------------------------------------------------------------------------------------------------------

@@ -78,10 +78,33 @@ RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "python -m studio.bench.step_anatomy": ("tests/core/test_bench.py", ["from studio.bench.step_anatomy import",
                                                                         'main(["--rounds", "1"']),
     "python -m studio.train.quality": (THIS_FILE, ["def test_quality_command_runs_scaled_down", '"--json"']),
-    "python -m studio.train.recipes digits toy2d digits-classifier": (
+    "python -m studio.train.recipes digits toy2d digits-classifier shapes": (
         THIS_FILE, ["def test_recipes_command_retrains_the_bundled_models_scaled_down"]),
     "pip install -e '.[train]'": ("tests/core/test_fresh_clone.py", ["pip install -e '.[train]'"]),
     "pip install -e '.[diffusers]'": ("tests/core/test_fresh_clone.py", ["pip install -e '.[diffusers]'"]),
+}
+
+# Commands that only a machine with a CUDA GPU runs (none here): docs/gpu-checks.md lists them for whoever has one.
+# command -> (file, strings it must hold) pairs: the tests, bench rows and code paths the page says each one checks.
+GPU_PAGE = "docs/gpu-checks.md"
+RUN_ON_A_GPU: dict[str, list[tuple[str, list[str]]]] = {
+    "python -m pytest tests/core/test_cuda_graphs.py tests/core/test_device_previews.py tests/core/test_step_reuse.py "
+    "-q -rs": [
+        ("tests/core/test_cuda_graphs.py", ["def test_on_a_gpu_the_graph_matches_the_plain_network",
+                                            "def test_without_cuda_the_mode_falls_back_to_plain_and_says_why"]),
+        ("tests/core/test_device_previews.py", ["def test_side_stream_frames_equal_the_host_previews"]),
+        ("tests/core/test_step_reuse.py", ["def test_on_a_gpu_labels_found_good_are_read_again_only_once_written"])],
+    "python -m studio.bench --sections 7": [
+        ("studio/bench/section_gpu.py", ["PREVIEW_GOAL = 1.05", "run with side-stream previews / headless",
+                                         "engine float16 / float32", "engine (cuda_graph network) / bare loop"])],
+    "studio sample --device cuda --dtype float16 --noise-device device --num-samples 8 --out gpu-half": [
+        ("studio/commands/sample.py", ['"--dtype"', '"--noise-device"'])],
+    "torchrun --standalone --nproc_per_node 2 -m studio sample --device cuda --num-samples 7 --batch 3 "
+    "--model-batch 3 --class cycle --seed 21 --out gpu-two": [
+        ("studio/commands/distributed.py", ['backend = "nccl" if device.startswith("cuda")']),
+        ("tests/core/test_distributed_sample.py", ["def test_two_processes_write_the_files_one_process_writes"])],
+    "studio sample --device cuda --num-samples 7 --batch 3 --model-batch 3 --class cycle --seed 21 --out gpu-one": [
+        ("tests/core/test_distributed_sample.py", ["def test_two_processes_write_the_files_one_process_writes"])],
 }
 
 COMMAND_START = re.compile(r"^(studio|python3?|torchrun|pip|pipx|bash|sh|\S+\.sh)(\s|$)")
@@ -356,7 +379,7 @@ def test_every_inline_command_is_run_by_a_test():
     executed = [" ".join(block.text.split()) for block in BLOCKS if block.lang in SHELL]  # incl. CI's, run-by
     unaccounted, stale = [], []
     for command, pages in sorted(INLINE.items()):
-        if command in RUN_HERE or any(command in text for text in executed):
+        if command in RUN_HERE or command in RUN_ON_A_GPU or any(command in text for text in executed):
             continue
         if command not in RUN_ELSEWHERE:
             unaccounted.append(f"{command} (in {', '.join(pages)})")
@@ -376,9 +399,21 @@ def test_the_command_lists_name_no_command_the_readme_dropped():
     mentioned = set(INLINE)
     assert not set(RUN_HERE) - mentioned, set(RUN_HERE) - mentioned
     assert not set(RUN_ELSEWHERE) - mentioned, set(RUN_ELSEWHERE) - mentioned
+    assert not set(RUN_ON_A_GPU) - mentioned, set(RUN_ON_A_GPU) - mentioned
     # test_fresh_clone.py finds these in the README's raw text: on one line, not split over two
     fresh_clone = [c for c, (test_file, _) in RUN_ELSEWHERE.items() if test_file == "tests/core/test_fresh_clone.py"]
     assert fresh_clone and all(command in README_TEXT for command in fresh_clone), fresh_clone
+
+
+def test_the_gpu_checks_are_on_one_page_and_name_what_exists():
+    """Each command that only a GPU runs is on docs/gpu-checks.md (and no other page), and the tests, bench rows and
+    code it is said to check are still there."""
+    pages = {command: INLINE.get(command) for command in RUN_ON_A_GPU}
+    assert pages == dict.fromkeys(RUN_ON_A_GPU, [GPU_PAGE]), pages
+    stale = [f"{command!r}: {path} lacks {needle!r}" for command, checks in RUN_ON_A_GPU.items()
+             for path, needles in checks for needle in needles
+             if not (ROOT / path).is_file() or needle not in (ROOT / path).read_text(encoding="utf-8")]
+    assert not stale, "\n".join(stale)
 
 
 def test_images_exist_and_the_gif_is_small_and_animated():
@@ -506,12 +541,13 @@ def test_inline_command_runs(command):
 
 @pytest.mark.slow
 def test_quality_command_runs_scaled_down(tmp_path):
-    """`python -m studio.train.quality --json PATH` with 10 digits and 50 points instead of 1000 and 2000."""
+    """`python -m studio.train.quality --json PATH` with 10 digits, 6 shapes and 50 points instead of 1000, 600 and
+    2000 (and a briefly trained shapes judge)."""
     pytest.importorskip("sklearn", reason="the quality measurement needs scikit-learn ('.[train]')")
     run_line(f"{shlex.quote(sys.executable)} -m studio.train.quality --samples-per-class 1 --toy-samples 50 "
-             "--no-guided --json quality.json", tmp_path)
+             "--judge-steps 20 --no-guided --json quality.json", tmp_path)
     figures = json.loads((tmp_path / "quality.json").read_text())
-    assert {"digits", "toy2d", "reference_svc_accuracy"} <= set(figures)
+    assert {"digits", "toy2d", "reference_svc_accuracy", "shapes", "shapes_judge_accuracy"} <= set(figures)
 
 
 @pytest.mark.slow

@@ -169,4 +169,7 @@ def test_bad_schedules(kwargs, match):
 def test_schedule_config_round_trip():
     cfg = ScheduleConfig(num_train_timesteps=4, trained_betas=(0.1, 0.2, 0.3, 0.4))
     assert ScheduleConfig.from_dict(cfg.to_dict()) == cfg
-    assert torch.is_tensor(torch.as_tensor(cfg.betas()))
+    trained = ScheduleConfig.from_dict(cfg.to_dict())
+    assert trained.betas().tolist() == [0.1, 0.2, 0.3, 0.4]   # the trained betas, not a named schedule's
+    linear = ScheduleConfig(num_train_timesteps=4)
+    assert ScheduleConfig.from_dict(linear.to_dict()).betas().tolist() != trained.betas().tolist()   # control

@@ -86,19 +86,102 @@ def test_the_class_embedding_refuses_labels_out_of_range(bad):
     assert embedding(good, 2, torch.device("cpu")).shape == (2, 4)
     with pytest.raises(SettingsError, match="class labels must be from 0 to 9, or 10 for no class"):
         embedding(torch.tensor(bad), 2, torch.device("cpu"))
-    good[1] = 12   # the same tensor, changed since it was found good
+    good[1] = 12   # on the CPU every call checks: the same tensor, changed since it was found good, is refused
     with pytest.raises(SettingsError, match="class labels must be from 0 to 9"):
         embedding(good, 2, torch.device("cpu"))
 
 
-def test_a_digits_run_gives_the_same_samples_iterated_or_drained():
+class LabelsOn:
+    """The labels the embedding checks (``class_labels`` in ``ClassEmbedding._check_range``) as they would be on
+    ``device``, counting the reads of their values (on a GPU each read waits for the device). They show the
+    values of the tensor they were made from, as a copy to the GPU made at that call would."""
+
+    def __init__(self, given: torch.Tensor, device: str):
+        self.given, self.device, self.reads = given, torch.device(device), 0
+
+    def numel(self):
+        return self.given.numel()
+
+    def min(self):
+        self.reads += 1
+        return self.given.min()
+
+    def max(self):
+        return self.given.max()
+
+    def tolist(self):
+        return self.given.tolist()
+
+
+@pytest.mark.parametrize("device,reads", [("cuda", 1), ("cpu", 2)])
+def test_on_a_gpu_labels_found_good_are_read_again_only_once_written_into(monkeypatch, device, reads):
+    """The check kept per labels tensor exists only off the CPU (the CPU, the control, reads at every call):
+    the engine hands the same labels tensor to every step, so a GPU run waits for one read of them, not one
+    per step; a write into them is seen (the tensor's version counter), and they are checked again."""
+    # no CUDA graph is being recorded (asked of "cuda" labels; a torch without CUDA cannot answer)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    embedding = ClassEmbedding(10, 4)
+    given = torch.tensor([0, 10])
+    seen = LabelsOn(given, device)
+    embedding._check_range(given, seen)
+    embedding._check_range(given, seen)
+    assert seen.reads == reads
+    given[1] = 12   # the same tensor, changed since it was found good
+    with pytest.raises(SettingsError, match="class labels must be from 0 to 9"):
+        embedding._check_range(given, seen)
+    assert seen.reads == reads + 1
+    wider = ClassEmbedding(20, 4)   # another null class: labels found good for one embedding are not for all
+    bad_for_narrow = torch.tensor([0, 15])
+    wider._check_range(bad_for_narrow, LabelsOn(bad_for_narrow, device))
+    with pytest.raises(SettingsError, match="class labels must be from 0 to 9"):
+        embedding._check_range(bad_for_narrow, LabelsOn(bad_for_narrow, device))
+
+
+@pytest.fixture
+def no_kept_values(monkeypatch):
+    """The control: everything a run keeps for reuse made afresh at every use (the timestep batches, the
+    padded labels, the coefficient tables)."""
+    from studio.core.models.denoiser import NetworkDenoiser
+    from studio.core.samplers import coefficients
+
+    timestep_batch = NetworkDenoiser._timestep_batch
+
+    def fresh_timestep_batch(self, *args):
+        self._timestep_batches.clear()
+        return timestep_batch(self, *args)
+
+    label_parts = FixedBatchDenoiser._label_parts
+
+    def fresh_label_parts(self, *args):
+        self._padded_labels.clear()
+        return label_parts(self, *args)
+
+    monkeypatch.setattr(NetworkDenoiser, "_timestep_batch", fresh_timestep_batch)
+    monkeypatch.setattr(FixedBatchDenoiser, "_label_parts", fresh_label_parts)
+    for name in ("_ddim", "_ddpm"):
+        monkeypatch.setattr(coefficients, name, getattr(coefficients, name).__wrapped__)
+
+
+def digits_runs(sampler):
+    """Two runs of the same settings: the second can reuse whatever the first kept."""
     digits = open_checkpoint("digits")
-    settings = RunSettings(sampler=DDIMSettings(steps=6), batch_size=3, class_label=CLASS_CYCLE, model_batch=4,
-                           device="cpu")
+    settings = RunSettings(sampler=sampler, batch_size=3, class_label=CLASS_CYCLE, model_batch=4, device="cpu")
     first = sample_final(digits, settings)
-    for step in Run(digits, settings):
+    kept = dict(digits._timestep_batches)
+    for step in Run(digits, settings):   # iterated, where sample_final drains
         pass
-    assert torch.equal(step.x_t, first)
+    return digits, first, step.x_t, kept
+
+
+@pytest.mark.parametrize("sampler", [DDIMSettings(steps=6), DDPMSettings(steps=5)])
+def test_a_digits_run_gives_the_samples_of_one_that_keeps_nothing(sampler, request):
+    digits, first, second, kept = digits_runs(sampler)
+    assert kept and all(digits._timestep_batches[key][0] is made[0] for key, made in kept.items())  # reused
+    assert torch.equal(second, first)
+    request.getfixturevalue("no_kept_values")
+    _, control_first, control_second, control_kept = digits_runs(sampler)
+    assert len(control_kept) == 1   # the control really kept nothing (the last batch made stays till the next)
+    assert torch.equal(control_first, first) and torch.equal(control_second, first)
 
 
 def test_runs_of_other_settings_in_between_leave_a_run_as_it_was():
