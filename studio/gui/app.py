@@ -13,7 +13,7 @@ import sys
 USAGE = """usage: studio [CHECKPOINT]
 
 Open the Sampling Studio window. CHECKPOINT is a checkpoint file, a diffusers folder, a bundled model name
-(digits, toy2d) or a PNG the studio exported (its model and settings open, ready to make it again); without
+(digits, shapes, toy2d) or a PNG the studio exported (its model and settings open, ready to make it again); without
 it the last checkpoint you opened (or the bundled digits model) is loaded.
 Headless commands: studio sample | invert | info | train (see studio --help).
 

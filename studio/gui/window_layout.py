@@ -82,7 +82,7 @@ def _create_timeline_actions(w) -> None:
     w.forward_action = _action(w, "stepForwardAction", "Step &forward", lambda: w.timeline.step_forward(),
                                ["Right"], "Show the step after (Right)")
     w.first_action = _action(w, "firstStepAction", "&First step", lambda: w.timeline.first(), ["Home"],
-                             "Show the first step (Home)")
+                             "Show step 0, x_T, the starting noise (Home)")
     w.last_action = _action(w, "lastStepAction", "&Last step", lambda: w.timeline.last(), ["End"],
                             "Show the last step (End)")
 
