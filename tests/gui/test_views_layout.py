@@ -38,7 +38,8 @@ def on_screen(view, view_box, rect: QRectF) -> tuple[int, int, int, int]:
 
 
 # --- seed labels -----------------------------------------------------------------------------------------------------
-def test_seed_labels_are_painted_under_the_tiles_never_on_them(qtbot):
+def shown_grid(qtbot, batch: int):
+    """An image grid on screen (400x400) laid out for ``batch`` 8x8 tiles labelled "seed i"."""
     from studio.core.preview import GridLayout
     from studio.gui.views.image_grid import ImageGridView
 
@@ -47,7 +48,12 @@ def test_seed_labels_are_painted_under_the_tiles_never_on_them(qtbot):
     grid.resize(400, 400)
     grid.show()
     qtbot.waitExposed(grid)
-    grid.set_layout(GridLayout.for_batch(4, 8, 8), [f"seed {i}" for i in range(4)])
+    grid.set_layout(GridLayout.for_batch(batch, 8, 8), [f"seed {i}" for i in range(batch)])
+    return grid
+
+
+def test_seed_labels_are_painted_under_the_tiles_never_on_them(qtbot):
+    grid = shown_grid(qtbot, 4)
     grid.show_tiles(np.full((4, 8, 8, 3), 255, dtype=np.uint8))   # white tiles: any label pixel on one shows
     labels = grid.tile_labels
     qtbot.waitUntil(labels.isVisible)
@@ -66,15 +72,7 @@ def test_seed_labels_are_painted_under_the_tiles_never_on_them(qtbot):
 
 
 def test_labels_hide_when_their_strip_is_too_small_and_come_back(qtbot):
-    from studio.core.preview import GridLayout
-    from studio.gui.views.image_grid import ImageGridView
-
-    grid = ImageGridView()
-    qtbot.addWidget(grid)
-    grid.resize(400, 400)
-    grid.show()
-    qtbot.waitExposed(grid)
-    grid.set_layout(GridLayout.for_batch(16, 8, 8), [f"seed {i}" for i in range(16)])
+    grid = shown_grid(qtbot, 16)
     labels = grid.tile_labels
     qtbot.waitUntil(labels.isVisible)
     grid.resize(120, 120)   # tiles a few pixels high: their labels would run into the next row
@@ -84,15 +82,7 @@ def test_labels_hide_when_their_strip_is_too_small_and_come_back(qtbot):
 
 
 def test_clicks_find_tiles_in_the_labelled_grid(qtbot):
-    from studio.core.preview import GridLayout
-    from studio.gui.views.image_grid import ImageGridView
-
-    grid = ImageGridView()
-    qtbot.addWidget(grid)
-    grid.resize(400, 400)
-    grid.show()
-    qtbot.waitExposed(grid)
-    grid.set_layout(GridLayout.for_batch(6, 8, 8), [f"seed {i}" for i in range(6)])
+    grid = shown_grid(qtbot, 6)
     grid.show_tiles(np.zeros((6, 8, 8, 3), dtype=np.uint8))
     for index in (0, 4, 5):
         with qtbot.waitSignal(grid.tile_clicked) as clicked:
