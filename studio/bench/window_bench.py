@@ -102,12 +102,13 @@ class WindowBench:
         import threading
 
         from ..core.engine import Run
-        from ..core.models.fixed_batch import DEFAULT_MODEL_BATCH, FixedBatchDenoiser
+        from ..core.models.fixed_batch import FixedBatchDenoiser
         from ..gui.cpu_threads import CpuThreads, release_gui_thread_pool
         from .section_engine import drain
 
         release_gui_thread_pool()
-        settings = self.settings.replace(model_batch=DEFAULT_MODEL_BATCH)
+        model_batch = self.window.model_batch_for(self.settings)
+        settings = self.settings.replace(model_batch=model_batch)
         timed = []
 
         def sample():
@@ -115,7 +116,7 @@ class WindowBench:
             threads.use("cpu")
             try:
                 started = time.perf_counter()
-                drain(Run(FixedBatchDenoiser(self.denoiser, DEFAULT_MODEL_BATCH), settings))
+                drain(Run(FixedBatchDenoiser(self.denoiser, model_batch), settings))
                 timed.append(time.perf_counter() - started)
             finally:
                 threads.restore()

@@ -9,21 +9,24 @@
 Writes into OUT: samples.npy (float32, N x C x H x W or N x D, in the model's data space), sample_NNNNN.png
 per image sample (each carrying its recipe), run.json (every setting, the timesteps, per-sample seeds, the
 checkpoint's sha256, the studio version); with --trajectory trajectory.npz, with --gif trajectory.gif (also
---webp, --mp4). Sample i uses seed S + i, and the engine calls the model on exactly --model-batch samples
-(see distributed.py for why), so the files do not depend on --batch or on how the work was split.
+--webp, --mp4). Sample i uses seed S + i, and the engine calls the model on the batch's rows (the last partial
+batch padded to them), so the files do not depend on how torchrun split the work; a PNG's recipe records those
+rows and the CPU threads, and --from-png makes the sample in them again, bit for bit. Across --batch sizes a
+sample differs only by float rounding (docs/engine.md), unless --model-batch fixes the rows for every batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from studio.core.choices import (ANIMATION_SOURCES, DEFAULT_DDIM_STEPS, DEFAULT_MODEL_BATCH, DTYPES,
+from studio.core.choices import (ANIMATION_SOURCES, DEFAULT_DDIM_STEPS, DTYPES,
                                  GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES, NOISE_DEVICES, SAMPLER_NAMES,
                                  SPACINGS, VARIANCE_TYPES, tolerance_text)
 
@@ -111,10 +114,14 @@ def _add_device_arguments(device) -> None:
     device.add_argument("--noise-device", dest="noise_device", choices=NOISE_DEVICES, default=None,
                         help="draw noise on the cpu (default: same images on every device) or on the device")
     device.add_argument("--model-batch", dest="model_batch", type=int, default=None, metavar="M",
-                        help="call the model on exactly M samples at a time, padding or splitting each batch, so "
-                             f"the results do not depend on --batch or on the process split (default "
-                             f"{DEFAULT_MODEL_BATCH}, or the recipe's; 0: call it on each batch as it is, whose "
-                             "last bits then depend on the batch)")
+                        help="call the model on exactly M samples at a time, padding or splitting each batch "
+                             "(default: the batch, so a run computes the samples it asks for, its last partial "
+                             "batch padded; with --from-png, the rows the sample was made in, so its bits come "
+                             "back; 0: each batch as it is). A fixed M makes every sample's bits the same in any "
+                             "--batch and process split")
+    device.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch's CPU threads for the run (default: torch's own; with --from-png, the count "
+                             "the sample was made with, as a row's last bits can follow it)")
     device.add_argument("--network", choices=NETWORK_MODES, default=None,
                         help="the network's speed mode (default plain, or the recipe's): channels_last (memory "
                              "layout), compiled (torch.compile; a warm-up of tens of seconds on a CPU, once per "
@@ -176,6 +183,7 @@ class SampleJob:
     progress: bool = True
     recipe_source: str | None = None
     requested_device: str = "auto"   # as asked; settings.device is this process's own (cuda:LOCAL_RANK)
+    threads: int | None = None       # torch's CPU threads while sampling (None: the process's own)
 
     @property
     def card(self):
@@ -192,6 +200,7 @@ class Counts(NamedTuple):
     num_samples: int
     batch: int
     model_batch: int
+    threads: int | None = None    # torch's CPU threads for the run (None: as the process has them)
 
 
 def plan(args, layout) -> SampleJob:
@@ -215,7 +224,7 @@ def plan(args, layout) -> SampleJob:
         out=ensure_folder(args.out), checkpoint=source, classifier_source=classifier_source,
         trajectory=args.trajectory, animations=animations, animation_options=options, png_scale=args.png_scale,
         progress=args.progress, recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
-        requested_device=requested_device,
+        requested_device=requested_device, threads=counts.threads,
     )
 
 
@@ -325,19 +334,23 @@ def _class_label(args, card, base, guidance):
 
 
 def _counts(args, recipe, base) -> Counts:
-    """--num-samples, --batch and --model-batch, checked. A recipe's run makes one sample in a batch of one, with
-    the model batch the recipe was made with (its own entry, else its settings'), so the sample's bits come back."""
+    """--num-samples, --batch, --model-batch and --threads, checked. Each model call gets the batch's rows (the
+    last partial batch padded to them), so the run pays for the samples asked for, and the shape does not
+    depend on how torchrun splits them. A recipe's run makes one sample in a batch of one, in the rows and on
+    the CPU threads the recipe records (its own entries, else its settings'), so the sample's bits come back."""
     from studio.core.checks import require_int
+    from studio.core.recipe import MAX_THREADS
 
+    batch = require_int("--batch", _given(args.batch, DEFAULT_BATCH if recipe is None else 1), 1)
+    num_samples = require_int("--num-samples", _given(args.num_samples, 1 if recipe is not None else batch), 1)
     if recipe is None:
-        batch, model_batch = DEFAULT_BATCH, DEFAULT_MODEL_BATCH
+        model_batch, threads = min(batch, num_samples), None
     else:
-        batch, model_batch = 1, recipe.get("model_batch", base.model_batch)
-    batch = require_int("--batch", _given(args.batch, batch), 1)
+        model_batch, threads = recipe.get("model_batch", base.model_batch), recipe.get("threads")
     model_batch = require_int("--model-batch", _given(args.model_batch, model_batch), 0,
                               hint=" (0: each batch as it is)")
-    num_samples = require_int("--num-samples", _given(args.num_samples, 1 if recipe is not None else batch), 1)
-    return Counts(num_samples, batch, model_batch)
+    threads = require_int("--threads", _given(args.threads, threads), 1, MAX_THREADS, optional=True)
+    return Counts(num_samples, batch, model_batch, threads)
 
 
 def _given(flag, default):
@@ -684,6 +697,21 @@ def write_outputs(job: SampleJob, part: SampledPart, processes: dict | None = No
 
 
 # --- the command ---------------------------------------------------------------------------------------------------
+@contextmanager
+def cpu_threads(threads: int | None):
+    """torch's CPU threads set to ``threads`` while the block runs (None: left as they are)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None and threads != previous:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 def run(args: argparse.Namespace) -> int:
     from .distributed import (ProcessLayout, barrier, process_group, read_shards, remove_shards,
                               write_shard)
@@ -694,8 +722,9 @@ def run(args: argparse.Namespace) -> int:
     job = plan(args, layout)
     with process_group(layout, job.settings.device) as backend:
         try:
-            part = sample_part(job, list(layout.share(job.num_samples)), progress=job.progress and layout.is_main,
-                               notes=layout.is_main)
+            with cpu_threads(job.threads):
+                part = sample_part(job, list(layout.share(job.num_samples)),
+                                   progress=job.progress and layout.is_main, notes=layout.is_main)
         except NumericalError as exc:   # the engine's message speaks for the window, which keeps the steps
             pngs = f"; {job.out} holds only the PNGs of batches finished before it" \
                 if job.card.data_kind == "image" else ""

@@ -148,6 +148,9 @@ class Run:
             sample_seeds(int(s), 1)
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
+        # CPU kernels split their work by the thread count, and at some batch shapes a row's last bits follow it
+        # (docs/engine.md): recorded so that a recipe can be made again on as many threads
+        self.cpu_threads = torch.get_num_threads() if self.device.type == "cpu" else None
         if settings.guidance.kind == "classifier":
             if classifier is None:
                 raise SettingsError("classifier guidance needs a classifier model; open one first")
@@ -256,6 +259,7 @@ class Run:
             "class_labels": self.class_labels,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            **({"threads": self.cpu_threads} if self.cpu_threads is not None else {}),
         }
 
 

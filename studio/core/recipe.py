@@ -29,7 +29,8 @@ SOFTWARE_KEY = "Software"
 RECIPE_FORMAT = "sampling-studio/recipe"
 RECIPE_VERSION = 1
 _REQUIRED = ("format", "settings", "seed", "model", "timesteps")
-_PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "data", "model_calls")
+MAX_THREADS = 1024   # a recipe's CPU thread count; more would only slow a run down
+_PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "threads", "data", "model_calls")
 
 
 def sample_png_name(index: int) -> str:
@@ -183,6 +184,7 @@ _FIELD_TYPES = {
     "classifier": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("checkpoint", ""), (str, type(None)))
                                            and _is_sha256(v.get("sha256"))), "an object with the classifier's checkpoint"),
     "model_batch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "threads": (lambda v: _is_int(v) and 1 <= v <= MAX_THREADS, f"an integer from 1 to {MAX_THREADS}"),
     "batch_index": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
     "step": (lambda v: v is None or _is_int(v), "an integer or null"),
     "class_label": (lambda v: v is None or _is_int(v) or isinstance(v, str), "a class index or null"),

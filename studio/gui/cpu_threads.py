@@ -91,11 +91,12 @@ class CpuThreads:
     def __init__(self):
         self._previous: int | None = None
 
-    def use(self, device) -> None:
+    def use(self, device, wanted: int | None = None) -> None:
+        """``wanted``: this many threads (an opened recipe's) instead of the run's share."""
         if torch.device(device).type != "cpu":
             return
         self._previous = torch.get_num_threads()
-        wanted = cpu_threads_for_run()
+        wanted = wanted or cpu_threads_for_run()
         if wanted != self._previous:
             torch.set_num_threads(wanted)
 

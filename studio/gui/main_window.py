@@ -23,7 +23,6 @@ from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from ..core.bundled import DEFAULT_MODEL, bundled_by_name, bundled_of_source
-from ..core.choices import DEFAULT_MODEL_BATCH
 from ..core.errors import StudioError
 from ..core.settings import RunSettings
 from . import persistence, window_layout
@@ -77,7 +76,7 @@ class MainWindow(QMainWindow):
         self.classifiers = ClassifierChoice()   # noise-aware classifiers for classifier guidance, loaded lazily
         self.controller = RunController(self)
         self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
-        self._recipe_shape = None    # an opened recipe's (seed, batch size, rows per model call)
+        self._recipe_shape = None    # an opened recipe's (seed, batch size, rows per model call, CPU threads)
         self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
         self.last_run_exception: BaseException | None = None   # what the last failed run raised
         self._model_key: str | None = None   # what the open model's own settings are remembered under
@@ -344,23 +343,33 @@ class MainWindow(QMainWindow):
             return   # stored by another version or damaged: keep the defaults
         self.apply_settings(settings)
 
-    def apply_settings(self, settings: RunSettings, exact_sampler: bool = False) -> None:
+    def apply_settings(self, settings: RunSettings, exact_sampler: bool = False, threads: int | None = None) -> None:
         """Show ``settings`` in the panels. ``exact_sampler``: run its sampler settings exactly (those the panel
-        cannot show too) until the sampler panel is changed."""
+        cannot show too), and in its model batch and on ``threads`` CPU threads, until the sampler panel, seed
+        or batch is changed (an opened recipe: its sample comes back bit for bit)."""
         self.sampler_panel.apply(settings.sampler, settings.guidance, settings.class_label)
         self.sampler_panel.set_network(settings.network)
         self.seed_panel.apply(settings.seed, settings.batch_size)
         self.model_panel.set_device(device_choice(settings.device), settings.dtype)
         self._exact_sampler = (self.sampler_panel.sampler_settings(), settings.sampler) if exact_sampler else None
-        self._recipe_shape = (settings.seed, settings.batch_size, settings.model_batch) if exact_sampler else None
+        self._recipe_shape = ((settings.seed, settings.batch_size, settings.model_batch, threads)
+                              if exact_sampler else None)
 
     def model_batch_for(self, settings: RunSettings) -> int:
-        """The rows per model call of an image run: DEFAULT_MODEL_BATCH, as `studio sample`, or, while the seed
-        and batch are an opened recipe's, the rows its sample was made in, so it comes back bit for bit."""
+        """The rows per model call of an image run: the batch, as `studio sample` (a run computes the samples it
+        shows), or, while the seed and batch are an opened recipe's, the rows its sample was made in."""
+        shape = self._opened_recipe_shape(settings)
+        return shape[2] if shape is not None and shape[2] else settings.batch_size
+
+    def threads_for(self, settings: RunSettings) -> int | None:
+        """The CPU threads a run asks for: an opened recipe's (while its seed and batch are shown), else None
+        (the worker's own share, see studio.gui.cpu_threads)."""
+        shape = self._opened_recipe_shape(settings)
+        return shape[3] if shape is not None else None
+
+    def _opened_recipe_shape(self, settings: RunSettings):
         shape = self._recipe_shape
-        if shape is not None and shape[:2] == (settings.seed, settings.batch_size) and shape[2]:
-            return shape[2]
-        return DEFAULT_MODEL_BATCH
+        return shape if shape is not None and shape[:2] == (settings.seed, settings.batch_size) else None
 
     def _read_window_settings(self) -> None:
         geometry = persistence.read_bytes("window/geometry")

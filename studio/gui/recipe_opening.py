@@ -35,7 +35,7 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
     if settings.guidance.kind == "classifier" and classifier and _exists(classifier):
         window.classifiers.add_source(classifier)
         window.refresh_classifier()
-    window.apply_settings(settings, exact_sampler=True)
+    window.apply_settings(settings, exact_sampler=True, threads=recipe.get("threads"))
     if recipe.get("batch_index") is not None:
         window.presenter.focused = 0   # the run makes this one sample
     step = recipe.get("step")

@@ -53,9 +53,8 @@ class RunSession:
         persistence.write_json("run/settings", settings.to_dict())
         window.remember_model_settings()
         if card.data_kind == "image":
-            # as `studio sample` does: the model sees DEFAULT_MODEL_BATCH rows per call (or an opened recipe's), so
-            # a sample's bits are the same in any batch and alone (its PNG's recipe makes it again); vectors keep
-            # their one big call
+            # as `studio sample` does: the model sees the batch's rows per call (or an opened recipe's), recorded so
+            # that a sample's PNG recipe makes it again bit for bit; vectors keep their one big call
             settings = settings.replace(model_batch=window.model_batch_for(settings))
         num_steps = self._num_steps(settings.sampler, card)
         options = {"record_extra": recipe_extras(card, window.source, settings.model_batch, classifier,
@@ -64,6 +63,9 @@ class RunSession:
                                                                     card.data_shape)}
         if classifier is not None:
             options["classifier"] = classifier
+        threads = window.threads_for(settings)
+        if threads is not None:
+            options["threads"] = threads
         self._run_model = (card, window.denoiser.schedule)
         self._network = ""
         window.controller.start(window.denoiser, settings, **options)

@@ -90,7 +90,10 @@ def test_two_processes_write_the_files_one_process_writes(tmp_path):
     checkpoint = make.studio_file(tmp_path, *make.unet(num_classes=3), "model.safetensors")
     args = ["sample", "--checkpoint", str(checkpoint), "--sampler", "ddpm", "--steps", "8", "--num-samples", "7",
             "--batch", "3", "--class", "cycle", "--seed", "21", "--trajectory", "--no-progress"]
-    single = subprocess.run([sys.executable, "-m", "studio", *args, "--out", str(tmp_path / "one")], cwd=REPO,
+    # torchrun gives each process one CPU thread, and at 3 rows per call a row's last bits follow the thread count
+    # (docs/engine.md): the single process runs on one thread too
+    single = subprocess.run([sys.executable, "-m", "studio", *args, "--threads", "1", "--out", str(tmp_path / "one")],
+                            cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "studio"]
@@ -110,3 +113,11 @@ def test_two_processes_write_the_files_one_process_writes(tmp_path):
                                              "split": "contiguous blocks of sample indices"}
     assert "distributed" not in record_one and record_one == record_two
     assert record_one["seeds"] == list(range(21, 28)) and record_one["class_labels"] == [0, 1, 2, 0, 1, 2, 0]
+    # a sample made by the second process comes back from its PNG in a plain process (two threads here: its
+    # recipe's one thread and 3 rows are used again)
+    assert record_one["threads"] == 1 and record_one["model_batch"] == 3
+    again = subprocess.run([sys.executable, "-m", "studio", "sample", "--from-png", str(two / "sample_00005.png"),
+                            "--no-progress", "--out", str(tmp_path / "again")], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert np.array_equal(np.load(tmp_path / "again" / "samples.npy")[0], np.load(two / "samples.npy")[5])

@@ -21,6 +21,7 @@ from studio.core.engine import Run
 from studio.core.recipe import read_recipe, recipe_for_sample, write_png
 from studio.core.samplers import DDIMSettings
 from studio.core.settings import RunSettings
+from studio.gui.cpu_threads import cpu_threads_for_run
 from window_driving import generate
 
 SCALE = 8
@@ -211,3 +212,26 @@ def test_a_png_restores_the_network_mode_it_was_made_with(make_window, qtbot, fi
     combo.setCurrentIndex(combo.findData("plain"))
     assert window.open_path(png) and window.error_banner.message() == ""
     assert combo.currentData() == "channels_last" and window.current_settings().network == "channels_last"
+
+
+def test_a_png_made_on_one_thread_comes_back_on_one_thread_in_its_rows(make_window, qtbot, file_model, tmp_path):
+    """`studio sample --batch 3 --threads 1` (as a torchrun process runs): at 3 rows per call a row's last bits
+    follow the CPU thread count, so the window runs the recipe's sample on its one thread and in its 3 rows."""
+    out = tmp_path / "cli"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert studio_main(["sample", "--checkpoint", str(file_model), "--steps", "4", "--num-samples", "3",
+                            "--batch", "3", "--threads", "1", "--seed", "2", "--no-progress", "--out", str(out)]) == 0
+    recipe = read_recipe(out / "sample_00001.png")
+    assert (recipe["model_batch"], recipe["threads"]) == (3, 1)
+    wanted = np.load(out / "samples.npy")[1]
+    window = make_window()
+    assert window.open_path(out / "sample_00001.png") and window.error_banner.message() == ""
+    generate(window, qtbot)
+    record = window.presenter.info.record
+    assert (record["settings"]["model_batch"], record["threads"]) == (3, 1)
+    assert np.array_equal(window.presenter.floats.final[0], wanted)
+    if cpu_threads_for_run() > 1:   # the control: the window's own share of threads moves the last bits here
+        window.threads_for = lambda settings: None
+        generate(window, qtbot)
+        assert window.presenter.info.record["threads"] == cpu_threads_for_run()
+        assert not np.array_equal(window.presenter.floats.final[0], wanted)

@@ -151,7 +151,7 @@ def test_the_npz_holds_every_float_x_t_x0_and_the_settings(ran, tmp_path, monkey
         assert np.array_equal(to_uint8_tiles(data["x0_pred"][step]), store.frame(step).x0_tiles)
     assert data["settings"]["seeds"] == [3, 4, 5, 6] and data["seeds"].tolist() == [3, 4, 5, 6]
     assert data["settings"]["settings"]["sampler"]["steps"] == STEPS
-    assert data["settings"]["model_batch"] == 16
+    assert data["settings"]["model_batch"] == 4   # the model saw the run's batch of 4 rows per call
 
 
 def test_a_run_too_large_for_float_frames_says_how_to_get_its_npz(make_window, qtbot, tmp_path):

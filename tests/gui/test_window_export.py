@@ -18,6 +18,7 @@ from gui_models import tiny_digits, tiny_vector, write_unet_checkpoint
 from studio.core.export import grid_frames
 from studio.core.preview import scale_nearest
 from studio.core.recipe import read_recipe
+from studio.gui.cpu_threads import cpu_threads_for_run
 from window_driving import generate, patch_save_dialog
 
 PNG_ACTIONS = ("exportImageAction", "exportSamplesAction", "exportGridAction")
@@ -77,7 +78,8 @@ def test_the_focused_samples_png_has_its_pixels_and_its_recipe(ran, qtbot, tmp_p
     assert recipe["settings"]["batch_size"] == 1 and recipe["settings"]["class_label"] == 2
     assert recipe["checkpoint"] == str(file_model.resolve())
     assert recipe["model"]["sha256"] == window.card.sha256 and recipe["model"]["name"] == "file-digits"
-    assert recipe["model_batch"] == 16 and recipe["step"] == 6
+    assert recipe["model_batch"] == 4 and recipe["step"] == 6   # the rows it was made in: the run's batch of 4
+    assert recipe["threads"] == cpu_threads_for_run()          # and the worker's CPU threads
     assert recipe["timesteps"] == window.presenter.store.timesteps.tolist()
     assert (recipe["device"], recipe["dtype"]) == ("cpu", "float32")
     assert recipe["data"] == {"kind": "image", "shape": [1, 8, 8], "value_range": [-1.0, 1.0]}
