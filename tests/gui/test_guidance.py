@@ -58,7 +58,7 @@ def test_a_classifier_guided_run_calls_the_classifier_and_its_png_remembers_it(g
     panel.guidance_scale_spin.setValue(4.0)
     generate(window, qtbot)
     assert len(calls) == 5                                    # one gradient per step
-    assert calls[0] == (16, [3] * 16)                         # on the model's fixed batch of 16, class 3
+    assert calls[0] == (2, [3, 3])                            # on the run's two rows, class 3
     record = window.presenter.info.record
     assert record["settings"]["guidance"] == {"kind": "classifier", "scale": 4.0}
     assert record["classifier"]["checkpoint"] == str(classifier.resolve())
