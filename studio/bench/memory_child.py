@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     denoiser = open_checkpoint("digits")
     settings = RunSettings(sampler=DDPMSettings(steps=args.steps), batch_size=args.batch, class_label=CLASS_CYCLE,
-                           device="cpu")
+                           device="cpu", network="plain")
     window_like_run(denoiser, settings.replace(sampler=DDPMSettings(steps=2)))   # first-call allocations
     gc.collect()
     before = {"peak": peak_mib(), "resident": resident_mib()}

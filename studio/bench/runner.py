@@ -19,17 +19,19 @@ from .table import SECTION_TITLES, Row, format_table, write_json
 from .workspace import Workspace
 
 SECTION_MODULES = {1: "section_engine", 2: "section_diffusers", 3: "section_window", 4: "section_memory",
-                   5: "section_export", 6: "section_startup", 7: "section_gpu"}
+                   5: "section_export", 6: "section_startup", 7: "section_gpu", 8: "section_process"}
+SECTION_RANGE = f"{min(SECTION_MODULES)}-{max(SECTION_MODULES)}"
 
 
 def parse_sections(text: str) -> list[int]:
     try:
         chosen = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sections are numbers 1-7 separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"sections are numbers {SECTION_RANGE} separated by commas, got {text!r}") \
+            from None
     unknown = [s for s in chosen if s not in SECTION_MODULES]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"sections are numbers 1-7 separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(f"sections are numbers {SECTION_RANGE} separated by commas, got {text!r}")
     return chosen
 
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-compile", action="store_true",
                         help="leave the torch.compile'd network out of section 2 (its cold compile takes ~30 s "
                              "on 2 cores)")
+    parser.add_argument("--process-ddpm-steps", type=int, metavar="N",
+                        help="DDPM steps of section 8's whole processes (default 1000, both sides' default; fewer "
+                             "to save time: both sides are then given N)")
     return parser
 
 
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, repeats=max(1, args.repeats))
     if args.no_compile:
         sizes = dataclasses.replace(sizes, compile=False)
+    if args.process_ddpm_steps is not None:
+        sizes = dataclasses.replace(sizes, process_ddpm_steps=max(1, args.process_ddpm_steps))
     keep_freed_memory()   # sections 1 and 2 sample in this main thread, as `studio sample` does (same allocator)
     started = time.perf_counter()
     machine = describe_machine()

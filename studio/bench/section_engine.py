@@ -26,6 +26,7 @@ from ..core.choices import SAMPLER_NAMES
 from ..core.samplers import SAMPLERS, DDIMSettings, DDPMSettings
 from ..core.settings import CLASS_CYCLE, RunSettings
 from . import models
+from .grid_cells import grid_row
 from .table import Row
 from .timing import describe, median, median_interval, paired_ratio, side_by_side
 from .workspace import Workspace
@@ -75,7 +76,9 @@ class BareCalls:
             recorded.append((tuple(x.shape), t.clone(), None if class_labels is None else class_labels.clone()))
             return denoiser.network(x, t, class_labels)
 
-        probe = Run(NetworkDenoiser(recording, denoiser.card, module=denoiser.module), settings)
+        # plain: auto would time a call of its own on a probe batch, which is no call of the run's
+        probe = Run(NetworkDenoiser(recording, denoiser.card, module=denoiser.module),
+                    settings.replace(network="plain"))
         self.x_T = probe.x_T
         self.timesteps = probe.timesteps
         counts = [step.model_calls for step in probe]
@@ -161,7 +164,8 @@ def studio_cost_per_step(ws: Workspace, sampler, batch: int) -> tuple[float, str
     """Microseconds the engine adds per step, beside a network that returns its input; and how it was measured."""
     card = ws.digits.card
     null = NetworkDenoiser(lambda x, t, labels=None: x, card)
-    settings = RunSettings(sampler=sampler, batch_size=batch, class_label=CLASS_CYCLE, device=ws.device)
+    settings = RunSettings(sampler=sampler, batch_size=batch, class_label=CLASS_CYCLE, device=ws.device,
+                           network="plain")
     steps = len(sampler.timestep_list(card.num_train_timesteps))
     if ws.device == "cpu":
         seconds = lockstep(null, settings, ws, lockstep_rounds(ws))
@@ -212,14 +216,15 @@ def rows(ws: Workspace, section: int = 1) -> list[Row]:
     digits = ws.digits
     for sampler in samplers(ws):
         settings = RunSettings(sampler=sampler, batch_size=sizes.digits_batch, class_label=CLASS_CYCLE,
-                               device=ws.device)
+                               device=ws.device, network="plain")   # the engine's own cost, on the plain network
         out.append(compare(digits, f"digits UNet b{sizes.digits_batch}", settings, cost_us[sampler.name], ws, section))
     for sampler in solvers(ws):
         settings = RunSettings(sampler=sampler, batch_size=sizes.digits_batch, class_label=CLASS_CYCLE,
-                               device=ws.device)
+                               device=ws.device, network="plain")
         out.append(compare(digits, f"digits UNet b{sizes.digits_batch}", settings, cost_us[sampler.name], ws, section))
     unet, _ = models.open_diffusers_unet(ws.diffusers_folder)
     for sampler in samplers(ws):
-        settings = RunSettings(sampler=sampler, batch_size=sizes.unet_batch, device=ws.device)
+        settings = RunSettings(sampler=sampler, batch_size=sizes.unet_batch, device=ws.device, network="plain")
         out.append(compare(unet, models.diffusers_unet_name(sizes), settings, cost_us[sampler.name], ws, section))
+    out.append(grid_row(ws, section))
     return out

@@ -39,7 +39,7 @@ def _preview_rows(ws: Workspace, section: int) -> list[Row]:
     denoiser = ws.digits
     card = denoiser.card
     settings = RunSettings(sampler=DDIMSettings(steps=ws.sizes.ddim_steps), batch_size=ws.sizes.digits_batch,
-                           class_label=CLASS_CYCLE, device="cuda")
+                           class_label=CLASS_CYCLE, device="cuda", network="plain")
 
     def headless():
         drain(Run(denoiser, settings))
@@ -73,7 +73,7 @@ def _preview_rows(ws: Workspace, section: int) -> list[Row]:
 
 def _half_precision_rows(ws: Workspace, section: int) -> list[Row]:
     base = RunSettings(sampler=DDIMSettings(steps=ws.sizes.ddim_steps), batch_size=ws.sizes.unet_batch,
-                       device="cuda")
+                       device="cuda", network="plain")
     half = dataclasses.replace(base, dtype="float16")
 
     def run(settings):
@@ -97,7 +97,7 @@ def cuda_graph_rows(ws: Workspace, section: int) -> list[Row]:
     plain = ws.digits
     graphed = models.digits()   # its own copy: the plain one stays plain
     settings = RunSettings(sampler=DDIMSettings(steps=ws.sizes.ddim_steps), batch_size=ws.sizes.digits_batch,
-                           class_label=CLASS_CYCLE, device=device)
+                           class_label=CLASS_CYCLE, device=device, network="plain")
     graphed.to(device)
     setup = accelerate(graphed, "cuda_graph", batch_size=ws.sizes.digits_batch)
     if setup.fell_back:

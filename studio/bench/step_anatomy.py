@@ -104,7 +104,7 @@ def lockstep_ratio(make_steps, bare: BareCalls) -> float:
 def measure(rounds: int, steps: int, batch: int = 16) -> dict[str, float]:
     denoiser = models.digits()
     settings = RunSettings(sampler=DDPMSettings(steps=steps), batch_size=batch, class_label=CLASS_CYCLE,
-                           device="cpu")
+                           device="cpu", network="plain")
     bare = BareCalls(denoiser, settings)
     makers = {
         "inline": lambda: inline_steps(denoiser, settings, bare, per_step_mode=False, via_predict=False),

@@ -14,6 +14,7 @@ SECTION_TITLES = {
     5: "export",
     6: "start-up",
     7: "GPU",
+    8: "whole studio sample processes vs whole diffusers pipeline processes",
 }
 
 

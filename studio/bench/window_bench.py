@@ -8,11 +8,16 @@ would measure their luck as much as the window. It prints ``ready`` once the win
 line on stdin with one line of JSON:
 
     settings       the run's settings (RunSettings.to_dict), for the headless processes to run the same
-    run            a run: {"seconds", "gui_cpu_seconds", "stall_ms": null, "resident_mib"}
+    run            a run: {"seconds", "gui_cpu_seconds", "stall_ms": null, "first_preview_s", "resident_mib"}
     probe          the same, with the stall probe running ("stall_ms")
     more           a run whose worker leaves one core more to the GUI thread
     bare           the same run by the engine alone in a thread of this process, no window
     scrub N        milliseconds to show each of N random stored steps
+    model_call     seconds of one model call as the run's worker makes it (median of a few)
+
+``first_preview_s`` is the time from Generate to the first x0_pred on screen: the first step's x0 tiles shown
+and the x0 view's next paint done (a zero timer started at that paint event fires once it has been handled,
+as in ``paint_probe``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class WindowRun:
     seconds: float
     gui_cpu_seconds: float        # CPU time of the GUI thread from Generate to the end of the run
     stall_ms: float | None = None  # the event loop's longest stall (runs with the probe only)
+    first_preview_s: float | None = None   # from Generate to the first x0_pred painted (window runs)
 
 
 class WindowBench:
@@ -84,6 +90,7 @@ class WindowBench:
         self.window.run_finished.connect(loop.quit)
         if probe:
             self.probe.start()
+        first_painted = _watch_first_preview(self.window)
         cpu_started = time.thread_time()   # this is the GUI thread
         started = time.perf_counter()
         self.window.generate()
@@ -93,7 +100,43 @@ class WindowBench:
         stall = self.probe.stop() if probe else None
         self.window.run_finished.disconnect(loop.quit)
         self.app.processEvents()
-        return WindowRun(elapsed, gui_cpu, stall)
+        painted_at = first_painted()
+        return WindowRun(elapsed, gui_cpu, stall, None if painted_at is None else painted_at - started)
+
+    def model_call_seconds(self, calls: int = 5) -> float:
+        """One model call of the window's run (its model batch, the worker's threads, in a thread of its own):
+        the median of ``calls`` after one untimed."""
+        import statistics
+        import threading
+
+        import torch
+
+        from ..core.models.fixed_batch import FixedBatchDenoiser
+        from ..gui.cpu_threads import CpuThreads, release_gui_thread_pool
+
+        release_gui_thread_pool()
+        settings, card = self.settings, self.denoiser.card
+        model = FixedBatchDenoiser(self.denoiser, self.window.model_batch_for(settings))
+        x = torch.randn(settings.batch_size, *card.data_shape)
+        labels = torch.zeros(settings.batch_size, dtype=torch.long) if card.conditional else None
+        timed = []
+
+        def calls_in_thread():
+            threads = CpuThreads()
+            threads.use("cpu")
+            try:
+                with torch.inference_mode():
+                    for _ in range(calls + 1):
+                        started = time.perf_counter()
+                        model.predict(x, card.num_train_timesteps - 1, labels)
+                        timed.append(time.perf_counter() - started)
+            finally:
+                threads.restore()
+
+        thread = threading.Thread(target=calls_in_thread)
+        thread.start()
+        thread.join()
+        return statistics.median(timed[1:])
 
     def bare_run(self) -> WindowRun:
         """The same run with no window: the engine alone in a thread of this process, as the worker would run it
@@ -147,6 +190,38 @@ class WindowBench:
         torch.set_num_threads(self._main_threads)
 
 
+def _watch_first_preview(window):
+    """Watches the next run for its first x0_pred on screen; returns a function that stops watching and gives
+    the ``time.perf_counter()`` at which that paint was done (None: never)."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    from ..gui.views.timeline import X_T
+
+    viewport = window.preview_x0.grid.viewport()
+    state = {"shown": False, "painting": False, "painted_at": None}
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event):
+            if state["shown"] and not state["painting"] and event.type() == QEvent.Type.Paint:
+                state["painting"] = True
+                QTimer.singleShot(0, lambda: state.update(painted_at=time.perf_counter()))
+            return False
+
+    def step_shown(index: int) -> None:
+        if index != X_T:
+            state["shown"] = True
+
+    watcher = FirstPaint()
+    viewport.installEventFilter(watcher)
+    window.presenter.step_shown.connect(step_shown)
+
+    def stop() -> float | None:
+        viewport.removeEventFilter(watcher)
+        window.presenter.step_shown.disconnect(step_shown)
+        return state["painted_at"]
+    return stop
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from ..core.allocator import keep_freed_memory
@@ -168,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 answer = bench.settings.to_dict()
             elif request == "scrub":
                 answer = bench.scrub(int(args[0]))
+            elif request == "model_call":
+                answer = bench.model_call_seconds()
             else:
                 answer = {**asdict(requests[request]()), "resident_mib": resident_mib()}
             print(json.dumps(answer), flush=True)

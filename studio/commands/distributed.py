@@ -4,7 +4,8 @@
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; with WORLD_SIZE > 1 each process joins one torch.distributed
 group (gloo on the CPU, NCCL on CUDA, each process on GPU LOCAL_RANK). Process r takes one contiguous block
-of the sample indices (the first ceil(N / W), the next ceil(N / W), ...), samples it in batches, writes the
+of whole batches (of the ceil(N / B) batches, the first ceil(batches / W), the next, ...), so each batch, and each
+sample's row in its model calls, is the one a single process makes; it samples them, writes the
 PNGs of its own samples and a shard (``OUT/.shards/rank_00000.npz``: indices, samples, class labels,
 trajectory and run record); after a barrier, rank 0 merges the shards in sample order into the same files a
 single process writes, then removes them. Sample i always uses seed S + i, so the merged files equal a
@@ -58,9 +59,11 @@ class ProcessLayout:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def share(self, num_samples: int) -> range:
-        """The sample indices this process makes: one contiguous block, rank 0 first (never empty if N >= 1)."""
-        per_process = -(-num_samples // self.world_size)
+    def share(self, num_samples: int, batch: int = 1) -> range:
+        """The sample indices this process makes: one contiguous block of whole batches, rank 0 first, so that
+        each batch is the one a single process makes (its samples in the same rows of the same model calls)."""
+        batches = -(-num_samples // batch)
+        per_process = -(-batches // self.world_size) * batch
         start = min(num_samples, self.rank * per_process)
         return range(start, min(num_samples, start + per_process))
 

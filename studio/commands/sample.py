@@ -4,7 +4,7 @@
     studio sample --checkpoint model.safetensors --sampler ddpm --num-samples 64 --batch 16 --out out
     studio sample --from-png out/sample_00003.png --out again   # the same sample, from its PNG's recipe
     torchrun --nproc_per_node 2 -m studio sample --num-samples 64 --out out
-    studio sample --network compiled_channels_last --out out   # a faster network (within 1e-4 of the plain one)
+    studio sample --network plain --out out   # bit for bit diffusers' network (default auto: the fastest that pays)
 
 Writes into OUT: samples.npy (float32, N x C x H x W or N x D, in the model's data space), sample_NNNNN.png
 per image sample (each carrying its recipe), run.json (every setting, the timesteps, per-sample seeds, the
@@ -123,13 +123,20 @@ def _add_device_arguments(device) -> None:
                         help="torch's CPU threads for the run (default: torch's own; with --from-png, the count "
                              "the sample was made with, as a row's last bits can follow it)")
     device.add_argument("--network", choices=NETWORK_MODES, default=None,
-                        help="the network's speed mode (default plain, or the recipe's): channels_last (memory "
-                             "layout), compiled (torch.compile; a warm-up of tens of seconds on a CPU, once per "
-                             "process), compiled_channels_last or cuda_graph (a CUDA GPU only: the forward "
-                             "recorded once and replayed with one launch per step). The faster modes change "
+                        help="the network's speed mode (default auto, or the mode the recipe's sample was made "
+                             "with): auto takes the fastest mode whose set-up pays for itself in the run (on a "
+                             "CPU traced_channels_last or traced, on a CUDA GPU cuda_graph, else plain: short runs "
+                             "stay plain); plain is the network as it is, bit for bit what diffusers computes; "
+                             "channels_last (memory layout), traced (TorchScript trace, frozen: less Python per "
+                             "call, set up in about a second), traced_channels_last (both), compiled "
+                             "(torch.compile; a warm-up of tens of seconds on a CPU, once per process; auto "
+                             "compiles only for very long runs), compiled_channels_last or cuda_graph (a CUDA "
+                             "GPU only: the forward recorded once and replayed with one launch per step). The "
+                             "faster modes can change "
                              "outputs in their last bits and are kept only if no output on a probe batch moves "
                              f"by more than {tolerance_text()}; otherwise the run goes on plain, says why on "
-                             "stderr, and run.json records plain")
+                             "stderr, and run.json records plain. run.json and each PNG's recipe record the mode "
+                             "that ran (what auto chose), so --from-png makes the same bits again")
 
 
 def _add_output_arguments(output) -> None:
@@ -184,6 +191,7 @@ class SampleJob:
     recipe_source: str | None = None
     requested_device: str = "auto"   # as asked; settings.device is this process's own (cuda:LOCAL_RANK)
     threads: int | None = None       # torch's CPU threads while sampling (None: the process's own)
+    layout: object | None = None     # a recipe's RowLayout: the rows its sample was computed in
 
     @property
     def card(self):
@@ -224,7 +232,7 @@ def plan(args, layout) -> SampleJob:
         out=ensure_folder(args.out), checkpoint=source, classifier_source=classifier_source,
         trajectory=args.trajectory, animations=animations, animation_options=options, png_scale=args.png_scale,
         progress=args.progress, recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
-        requested_device=requested_device, threads=counts.threads,
+        requested_device=requested_device, threads=counts.threads, layout=_recipe_layout(recipe, args),
     )
 
 
@@ -351,6 +359,16 @@ def _counts(args, recipe, base) -> Counts:
                               hint=" (0: each batch as it is)")
     threads = require_int("--threads", _given(args.threads, threads), 1, MAX_THREADS, optional=True)
     return Counts(num_samples, batch, model_batch, threads)
+
+
+def _recipe_layout(recipe, args):
+    """Where the recipe's sample sat in its model calls, so that it is made there again; None when the recipe
+    does not say (older recipes) or the flags change the rows or the batch (then bits may differ anyway)."""
+    from studio.core.recipe import recipe_layout
+
+    if recipe is None or args.model_batch is not None or args.batch not in (None, 1):
+        return None
+    return recipe_layout(recipe)
 
 
 def _given(flag, default):
@@ -530,6 +548,29 @@ def _numpy(tensor) -> np.ndarray:
     return tensor.detach().to("cpu").float().numpy()
 
 
+def agreed_network(job: SampleJob, layout) -> SampleJob:
+    """In a torchrun split, the network mode ``auto`` chooses is chosen once, by rank 0 for the whole job (as one
+    process would, weighing every batch's calls), and every process runs it: its samples are then made as one
+    process makes them, and the record names one mode. A single process, or an explicit mode, is left as it is."""
+    if not layout.distributed or job.settings.network != "auto":
+        return job
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from studio.core.engine import Run
+
+    chosen = [None]
+    if layout.is_main:
+        batch = min(job.settings.batch_size, job.num_samples)
+        first = Run(job.model, job.settings.replace(batch_size=batch), classifier=job.classifier, layout=job.layout,
+                    seeds=[job.settings.seed + i for i in range(batch)], planned_runs=-(-job.num_samples // batch))
+        chosen[0] = first.acceleration.mode
+        first.close()
+    dist.broadcast_object_list(chosen, src=0)
+    return dataclasses.replace(job, settings=job.settings.replace(network=chosen[0]))
+
+
 def recipe_record(job: SampleJob, run_record: dict) -> dict:
     """A run's record with what a recipe needs beyond the engine's own record."""
     from studio.core.recipe import recipe_extras
@@ -551,9 +592,11 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool, notes: bool 
     units = work_units(part.indices, settings.batch_size)
     with tqdm(total=len(units) * num_steps, desc="sampling", unit="step", file=sys.stderr,
               disable=not progress, dynamic_ncols=True) as bar:
-        for unit in units:
+        for number, unit in enumerate(units):
             seeds = [settings.seed + part.indices[p] for p in unit.positions]
-            run = Run(job.model, settings.replace(batch_size=len(seeds)), seeds=seeds, classifier=job.classifier)
+            # planned_runs: the network auto sets up is reused by the batches after this one, so they count
+            run = Run(job.model, settings.replace(batch_size=len(seeds)), seeds=seeds, classifier=job.classifier,
+                      planned_runs=len(units) - number, layout=job.layout)
             if notes and run.acceleration.fell_back:
                 bar.write(f"note: {run.acceleration.note}; the run goes on with the plain network", file=sys.stderr)
                 notes = False
@@ -723,7 +766,8 @@ def run(args: argparse.Namespace) -> int:
     with process_group(layout, job.settings.device) as backend:
         try:
             with cpu_threads(job.threads):
-                part = sample_part(job, list(layout.share(job.num_samples)),
+                job = agreed_network(job, layout)
+                part = sample_part(job, list(layout.share(job.num_samples, job.settings.batch_size)),
                                    progress=job.progress and layout.is_main, notes=layout.is_main)
         except NumericalError as exc:   # the engine's message speaks for the window, which keeps the steps
             pngs = f"; {job.out} holds only the PNGs of batches finished before it" \

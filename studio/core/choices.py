@@ -34,8 +34,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")   # and cuda:N
 DTYPES = ("float32", "float16", "bfloat16")
 NOISE_DEVICES = ("cpu", "device")
 
-# the network's speed modes (studio.core.acceleration); a faster one is kept only within this of plain
-NETWORK_MODES = ("plain", "channels_last", "compiled", "compiled_channels_last", "cuda_graph")
+# the network's speed modes (studio.core.acceleration); a faster one is kept only within this of plain. auto (the
+# default) picks the fastest that pays for its set-up in the run; plain is the reference, bit for bit diffusers'
+NETWORK_MODES = ("auto", "plain", "channels_last", "traced", "traced_channels_last", "compiled",
+                 "compiled_channels_last", "cuda_graph")
+DEFAULT_NETWORK = "auto"
 ACCELERATION_TOLERANCE = 1e-4
 
 # rows per model call that make a sample's bits independent of its batch (studio.core.models.fixed_batch)

@@ -16,7 +16,8 @@ ahead and checks them with one host sync (a cancel then wastes at most that many
 ``settings.network`` picks the network's speed mode (``studio.core.acceleration``): the run puts the denoiser
 in it before the first model call (a plain run undoes an earlier run's mode). A mode that fails or moves an
 output past its tolerance leaves the run plain; ``run.acceleration`` says what was done and why, and
-``run.record()`` names the mode that ran.
+``run.record()`` names the mode that ran (what ``auto`` chose, given the run's network calls: its model calls
+times the network calls each makes, times ``planned_runs`` when the caller will make more runs like it).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from .checks import require_choice, require_int
 from .choices import DTYPES
 from .errors import NumericalError, SettingsError
 from .acceleration import Acceleration, accelerate
-from .guidance import Classifier, make_predict, rows_per_model_call, uses_classifier_free
+from .guidance import Classifier, gradient_to_sampler, make_predict, rows_per_model_call, uses_classifier_free
 from .models.denoiser import Denoiser
-from .models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser
+from .models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser, RowLayout
 from .noise import SampleNoise, sample_seeds
 from .samplers import SamplerSettings, Step
 from .samplers.base import timestep_value
@@ -77,12 +78,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def _resolve_sampler(settings: RunSettings, card) -> SamplerSettings:
     """The sampler's settings against the card; DDIM's use_clipped_model_output=None becomes on exactly when
     guidance is on: guided eps and the clipped x0 it implies disagree, and DDIM's direction term then drives
-    samples off the data, which is why GLIDE and improved-diffusion re-derive eps from the clipped x0."""
+    samples off the data, which is why GLIDE and improved-diffusion re-derive eps from the clipped x0. On a
+    guided-diffusion model it is always on: its library's DDIM always re-derives."""
     sampler = settings.sampler.resolve(card)
     if isinstance(sampler, DDIMSettings) and sampler.use_clipped_model_output is None:
         guidance = settings.guidance
         guided = uses_classifier_free(guidance) or \
-            (guidance.kind == "classifier" and guidance.scale != 0.0)
+            (guidance.kind == "classifier" and guidance.scale != 0.0) or card.format == "guided_diffusion"
         sampler = sampler.replace(use_clipped_model_output=guided)
     return sampler
 
@@ -132,14 +134,18 @@ class Run:
         seeds: Sequence[int] | None = None,
         x_T: torch.Tensor | None = None,
         check_window: int | None = None,
+        planned_runs: int = 1,
+        layout: RowLayout | None = None,
     ):
         card = denoiser.card
         self.card = card
         self.settings = settings
-        if settings.model_batch and not isinstance(denoiser, FixedBatchDenoiser):
-            denoiser = FixedBatchDenoiser(denoiser, settings.model_batch)
+        # a sample made again sits where its recipe says it was computed (``layout``, see fixed_batch.py)
+        self.layout = None if layout is None or layout.plain else layout
+        if (settings.model_batch or self.layout) and not isinstance(denoiser, FixedBatchDenoiser):
+            denoiser = FixedBatchDenoiser(denoiser, settings.model_batch, self.layout)
             if classifier is not None:
-                classifier = FixedBatchClassifier(classifier, settings.model_batch)
+                classifier = FixedBatchClassifier(classifier, settings.model_batch, self.layout)
         self.sampler: SamplerSettings = _resolve_sampler(settings, card)
         self.schedule = denoiser.schedule
         self.timesteps: np.ndarray = self.sampler.timestep_list(card.num_train_timesteps, denoiser.schedule)
@@ -159,9 +165,14 @@ class Run:
         self.class_labels = class_labels_for(card, settings, len(self.seeds),
                                              offsets=[seed - settings.seed for seed in self.seeds])
         denoiser.to(self.device, self.dtype)
-        # the network mode asked for (plain undoes an earlier run's); probed on the rows the network is called on
-        probe_rows = getattr(denoiser, "model_batch", 0) or rows_per_model_call(settings.guidance, len(self.seeds))
-        self.acceleration: Acceleration = accelerate(denoiser, settings.network, batch_size=probe_rows)
+        # the network mode asked for (plain undoes an earlier run's); probed on the rows the network is called on;
+        # auto weighs set-ups against the network calls of this run and of the later ones the caller plans
+        rows = rows_per_model_call(settings.guidance, len(self.seeds))
+        probe_rows = getattr(denoiser, "model_batch", 0) or rows
+        require_int("planned_runs", planned_runs, 1)
+        network_calls = self.sampler.model_calls(len(self.timesteps)) * math.ceil(rows / probe_rows) * planned_runs
+        self.acceleration: Acceleration = accelerate(denoiser, settings.network, batch_size=probe_rows,
+                                                     calls=network_calls)
         if classifier is not None and hasattr(classifier, "to"):
             classifier.to(self.device)
         self._predict = self._build_predict(denoiser, classifier)
@@ -195,7 +206,7 @@ class Run:
         if guidance.kind == "classifier" and null is not None:
             model_labels = null  # classifier guidance steers the unconditional model
         return make_predict(denoiser, model_labels, guidance, target_labels=labels, null_labels=null,
-                            classifier=classifier)
+                            classifier=classifier, classifier_to_sampler=gradient_to_sampler(card, self.sampler))
 
     @property
     def num_steps(self) -> int:
@@ -260,6 +271,7 @@ class Run:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             **({"threads": self.cpu_threads} if self.cpu_threads is not None else {}),
+            **({"made_in": self.layout.to_dict()} if self.layout is not None else {}),
         }
 
 
@@ -316,7 +328,7 @@ class Inversion:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.settings = RunSettings(sampler=self.sampler, batch_size=max(1, x0_data.shape[0]), class_label=class_label,
-                                    device=device, dtype=dtype)
+                                    device=device, dtype=dtype, network="plain")
         expected = tuple(card.data_shape)
         if x0_data.ndim != len(expected) + 1 or tuple(x0_data.shape[1:]) != expected:
             raise SettingsError(f"data to invert must have shape (batch, {', '.join(map(str, expected))}), "

@@ -1,4 +1,14 @@
-"""Fold class labels and guidance into the (x_t, t) -> Prediction callable a sampler sees."""
+"""Fold class labels and guidance into the (x_t, t) -> Prediction callable a sampler sees.
+
+Classifier guidance follows one of two rules, both with the gradient g = scale grad_x log p(y | x_t, t):
+
+- the studio's (every model, every sampler): eps -= sqrt(1 - alpha_bar) g before the sampler sees eps, so x0 is
+  clipped after guidance (Song et al.'s score rule, applied to the raw prediction);
+- guided-diffusion's, for its own models (card format ``guided_diffusion``) under DDPM and DDIM: g is handed to the
+  sampler, and DDPM moves its mean by variance * g (their ``condition_mean``) while DDIM shifts eps after the clip,
+  eps = eps(clipped x0) - sqrt(1 - alpha_bar) g (their ``condition_score``). The scale is their
+  ``classifier_scale``, number for number. Other samplers keep the studio's rule on any model.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +46,12 @@ def classifier_gradient(classifier: Classifier, x_t: torch.Tensor, t: float, lab
     return grad.detach().float()
 
 
+def gradient_to_sampler(card, sampler) -> bool:
+    """Whether classifier guidance follows guided-diffusion's rule (the module docstring): its own models, under a
+    sampler that applies the gradient itself."""
+    return card.format == "guided_diffusion" and getattr(sampler, "applies_classifier_gradient", False)
+
+
 def uses_classifier_free(guidance: GuidanceSettings) -> bool:
     """Classifier-free guidance that changes anything (scale 1 is the plain conditional model)."""
     return guidance.kind == "classifier_free" and guidance.scale != 1.0
@@ -54,9 +70,11 @@ def make_predict(
     target_labels: torch.Tensor | None = None,
     null_labels: torch.Tensor | None = None,
     classifier: Classifier | None = None,
+    classifier_to_sampler: bool = False,
 ) -> Predict:
     """``model_labels`` go to the model on a plain pass; classifier-free guidance pairs ``target_labels`` with
-    ``null_labels``; classifier guidance pushes towards ``target_labels``."""
+    ``null_labels``; classifier guidance pushes towards ``target_labels``, by the studio's rule or, with
+    ``classifier_to_sampler``, by handing the scaled gradient to the sampler (``gradient_to_sampler``)."""
     schedule = denoiser.schedule
     use_cfg = uses_classifier_free(guidance)
     use_classifier = guidance.kind == "classifier" and guidance.scale != 0.0
@@ -78,8 +96,11 @@ def make_predict(
             pred = denoiser.predict(x_t, t, model_labels, sqrt_terms=sqrt_terms)
         if use_classifier:
             grad = classifier_gradient(classifier, x_t, t, target_labels)
-            eps = pred.eps - guidance.scale * level[1] * grad
-            pred = _with_eps(x_t, eps, level, pred.var_values)
+            if classifier_to_sampler:
+                pred = Prediction(pred.eps, pred.x0, pred.var_values, guidance_grad=guidance.scale * grad)
+            else:
+                eps = pred.eps - guidance.scale * level[1] * grad
+                pred = _with_eps(x_t, eps, level, pred.var_values)
         return pred
 
     return predict

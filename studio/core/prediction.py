@@ -33,11 +33,13 @@ def check_variance_type(name: str) -> str:
 class Prediction:
     """One model call's answer: eps and x0 (x0 before any clipping) and, for learned variance, the raw
     variance channels (improved-diffusion's convention: log-variance for 'learned', interpolation in [-1, 1]
-    for 'learned_range')."""
+    for 'learned_range'). ``guidance_grad``: scale grad_x log p(y | x_t), a classifier's gradient that the sampler
+    applies itself (guided-diffusion's rule; see ``studio.core.guidance``), eps and x0 being the unguided ones."""
 
     eps: torch.Tensor
     x0: torch.Tensor
     var_values: torch.Tensor | None = None
+    guidance_grad: torch.Tensor | None = None
 
 
 def split_learned_variance(raw: torch.Tensor, channels: int, variance_type: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -65,6 +67,36 @@ def _from_v(model_output, x_t, sqrt_ab, sqrt_1m_ab, var_values=None) -> Predicti
 
 # (model_output, x_t, sqrt(alpha_bar), sqrt(1 - alpha_bar), var_values) -> Prediction, one per prediction type
 PREDICTION_CONVERTERS = {"epsilon": _from_epsilon, "sample": _from_sample, "v_prediction": _from_v}
+
+
+def _from_epsilon_reciprocal(model_output, x_t, recip, recipm1, var_values=None) -> Prediction:
+    return Prediction(model_output, recip * x_t - recipm1 * model_output, var_values)
+
+
+def _from_sample_reciprocal(model_output, x_t, recip, recipm1, var_values=None) -> Prediction:
+    return Prediction((recip * x_t - model_output) / recipm1, model_output, var_values)
+
+
+# The same, in improved-diffusion's arithmetic (a "float64" schedule): with recip = sqrt(1 / alpha_bar) and
+# recipm1 = sqrt(1 / alpha_bar - 1), each rounded once from float64, x0 = recip x_t - recipm1 eps. Near t = T the
+# two terms nearly cancel, so only the same two products in the same order give improved-diffusion's x0.
+RECIPROCAL_CONVERTERS = {"epsilon": _from_epsilon_reciprocal, "sample": _from_sample_reciprocal}
+
+
+def x0_from_eps_at(schedule, x_t: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
+    """x0 from eps at an integer t in the schedule's arithmetic (``NoiseSchedule.precision``)."""
+    if schedule.precision == "float64":
+        recip, recipm1 = schedule.reciprocal_terms(t)
+        return recip * x_t - recipm1 * eps
+    return x0_from_eps(x_t, eps, *schedule.sqrt_terms(t))
+
+
+def eps_from_x0_at(schedule, x_t: torch.Tensor, x0: torch.Tensor, t: int) -> torch.Tensor:
+    """eps from x0 at an integer t in the schedule's arithmetic (``NoiseSchedule.precision``)."""
+    if schedule.precision == "float64":
+        recip, recipm1 = schedule.reciprocal_terms(t)
+        return (recip * x_t - x0) / recipm1
+    return eps_from_x0(x_t, x0, *schedule.sqrt_terms(t))
 
 
 def prediction_converter(prediction_type: str):

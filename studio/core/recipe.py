@@ -30,6 +30,7 @@ RECIPE_FORMAT = "sampling-studio/recipe"
 RECIPE_VERSION = 1
 _REQUIRED = ("format", "settings", "seed", "model", "timesteps")
 MAX_THREADS = 1024   # a recipe's CPU thread count; more would only slow a run down
+MAX_LAYOUT_BATCH = 1 << 16   # a recipe's batch and row offset: a small file must not ask for a huge batch
 _PASSED_THROUGH = ("checkpoint", "classifier", "model_batch", "threads", "data", "model_calls")
 
 
@@ -98,8 +99,12 @@ def recipe_for_sample(run_record: dict, batch_index: int, sample_index: int | No
         settings["class_label"] = label       # a batch of one would otherwise cycle back to class 0
     seed = int(seeds[batch_index])
     settings.update(seed=seed, batch_size=1, device=run_record.get("device", settings.get("device", "auto")))
+    # where its rows sat in the model calls: a run that was itself made from a recipe passes its own on
+    made_in = run_record.get("made_in") or {"batch": len(seeds), "position": int(batch_index),
+                                            "offset": int(run_record.get("row_offset", 0))}
     return _recipe(run_record, settings, seed=seed, run_seed=run_record["settings"].get("seed"),
-                   batch_index=int(batch_index if sample_index is None else sample_index), class_label=label)
+                   batch_index=int(batch_index if sample_index is None else sample_index), class_label=label,
+                   made_in=made_in)
 
 
 def recipe_for_run(run_record: dict) -> dict:
@@ -171,6 +176,16 @@ def _is_sha256(value) -> bool:
 
 
 # field -> (test, what it must be); checked so a damaged or hostile recipe is one message, never a traceback
+def _is_row_layout(value) -> bool:
+    from .models.fixed_batch import RowLayout
+
+    try:
+        layout = RowLayout.from_dict(value)
+    except SettingsError:
+        return False
+    return layout.batch <= MAX_LAYOUT_BATCH and layout.offset <= MAX_LAYOUT_BATCH
+
+
 _FIELD_TYPES = {
     "version": (_is_int, "an integer"),
     "model": (lambda v: isinstance(v, dict) and isinstance(v.get("name", ""), (str, type(None)))
@@ -185,11 +200,21 @@ _FIELD_TYPES = {
                                            and _is_sha256(v.get("sha256"))), "an object with the classifier's checkpoint"),
     "model_batch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "threads": (lambda v: _is_int(v) and 1 <= v <= MAX_THREADS, f"an integer from 1 to {MAX_THREADS}"),
+    "made_in": (_is_row_layout, "an object with the batch, position and offset its sample was computed at"),
     "batch_index": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
     "step": (lambda v: v is None or _is_int(v), "an integer or null"),
     "class_label": (lambda v: v is None or _is_int(v) or isinstance(v, str), "a class index or null"),
     "data": (lambda v: isinstance(v, dict), "an object"),
 }
+
+
+def recipe_layout(recipe: dict):
+    """The RowLayout a recipe's sample was computed at (None for recipes made before layouts were recorded: a
+    batch of one), see ``studio.core.models.fixed_batch``."""
+    from .models.fixed_batch import RowLayout
+
+    made_in = recipe.get("made_in")
+    return None if made_in is None else RowLayout.from_dict(made_in)
 
 
 def parse_recipe(text: str, source: str = "the recipe") -> dict:

@@ -133,9 +133,10 @@ class ScheduleConfig:
             known["num_train_timesteps"] = len(known["trained_betas"])
         return cls(**known)
 
-    def schedule(self) -> "NoiseSchedule":
+    def schedule(self, precision: str = "float32") -> "NoiseSchedule":
         return NoiseSchedule(self.betas(), betas32=self.betas32(),
-                             beta_schedule=self.beta_schedule if self.trained_betas is None else None)
+                             beta_schedule=self.beta_schedule if self.trained_betas is None else None,
+                             precision=precision)
 
 
 def cosine_betas(T: int, s: float = COSINE_OFFSET, max_beta: float = MAX_BETA) -> np.ndarray:
@@ -157,11 +158,21 @@ def _validate_betas(betas: np.ndarray) -> None:
         raise SettingsError(f"every beta must lie in (0, 1); beta[{i}] = {float(betas[i])!r}")
 
 
+PRECISIONS = ("float32", "float64")
+
+
 class NoiseSchedule:
-    """The arrays derived from T betas, indexed by t = 0 .. T-1 (``sqrt_terms(-1)``: clean data, alpha_bar = 1)."""
+    """The arrays derived from T betas, indexed by t = 0 .. T-1 (``sqrt_terms(-1)``: clean data, alpha_bar = 1).
+
+    ``precision`` is how the samplers' coefficients are made. "float32": from betas in float32, in diffusers' float32
+    arithmetic (the module docstring). "float64": as OpenAI's improved-diffusion and guided-diffusion make them,
+    in float64 from the float64 betas and rounded to float32 once (``alpha_bar32`` is then the rounded float64
+    alpha_bar); 1 - alpha_bar_prev near t = 0 keeps its digits there, which float32 arithmetic loses."""
 
     def __init__(self, betas: np.ndarray | list[float], betas32: torch.Tensor | None = None,
-                 beta_schedule: str | None = None):
+                 beta_schedule: str | None = None, precision: str = "float32"):
+        require_choice("schedule precision", precision, PRECISIONS)
+        self.precision = precision
         betas = np.asarray(betas, dtype=np.float64)
         _validate_betas(betas)
         self.betas = betas
@@ -172,7 +183,8 @@ class NoiseSchedule:
         # float32 cumprod, exactly diffusers' alphas_cumprod: what the samplers' arithmetic reads
         if betas32 is None:
             betas32 = torch.tensor(betas, dtype=torch.float32)
-        alpha_bar32 = torch.cumprod(1.0 - betas32, dim=0)
+        alpha_bar32 = torch.cumprod(1.0 - betas32, dim=0) if precision == "float32" else \
+            torch.from_numpy(self.alpha_bar).float()
         self.alpha_bar32 = alpha_bar32.numpy()
         if not self.alpha_bar32[-1] > ALPHA_BAR_FLOOR:
             t = int(np.argmax(self.alpha_bar32 <= ALPHA_BAR_FLOOR))
@@ -181,9 +193,16 @@ class NoiseSchedule:
                 f"(x0 cannot be recovered from x_t); alpha_bar must stay above {ALPHA_BAR_FLOOR:g}, so use smaller "
                 "betas or fewer timesteps"
             )
-        # torch's float32 sqrt, bit for bit what diffusers' ``alpha_prod_t ** 0.5`` gives (not numpy's sqrt)
-        self.sqrt_alpha_bar32 = (alpha_bar32**0.5).numpy()
-        self.sqrt_one_minus_alpha_bar32 = ((1.0 - alpha_bar32) ** 0.5).numpy()
+        if precision == "float32":
+            # torch's float32 sqrt, bit for bit what diffusers' ``alpha_prod_t ** 0.5`` gives (not numpy's sqrt)
+            self.sqrt_alpha_bar32 = (alpha_bar32**0.5).numpy()
+            self.sqrt_one_minus_alpha_bar32 = ((1.0 - alpha_bar32) ** 0.5).numpy()
+        else:
+            self.sqrt_alpha_bar32 = np.sqrt(self.alpha_bar).astype(np.float32)
+            self.sqrt_one_minus_alpha_bar32 = np.sqrt(1.0 - self.alpha_bar).astype(np.float32)
+            # improved-diffusion's sqrt_recip_alphas_cumprod and sqrt_recipm1_alphas_cumprod (reciprocal_terms)
+            self._reciprocal = list(zip(np.sqrt(1.0 / self.alpha_bar).astype(np.float32).tolist(),
+                                        np.sqrt(1.0 / self.alpha_bar - 1).astype(np.float32).tolist()))
         self.alpha_bar_prev = np.append(1.0, self.alpha_bar[:-1])
         self.sqrt_alpha_bar = np.sqrt(self.alpha_bar)
         self.sqrt_one_minus_alpha_bar = np.sqrt(1.0 - self.alpha_bar)
@@ -205,6 +224,10 @@ class NoiseSchedule:
         if t < 0:
             return 1.0, 0.0
         return self.sqrt_pairs[t]
+
+    def reciprocal_terms(self, t: int) -> tuple[float, float]:
+        """(sqrt(1 / alpha_bar_t), sqrt(1 / alpha_bar_t - 1)) of a float64 schedule, each rounded once to float32."""
+        return self._reciprocal[t]
 
     @cached_property
     def sqrt_pairs(self) -> list[tuple[float, float]]:

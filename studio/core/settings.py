@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from .checks import require_choice, require_int, require_number
-from .choices import CLASS_CYCLE, DEVICES, DTYPES, GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES, NOISE_DEVICES
+from .choices import (CLASS_CYCLE, DEFAULT_NETWORK, DEVICES, DTYPES, GUIDANCE_ALIASES, GUIDANCE_KINDS, NETWORK_MODES,
+                      NOISE_DEVICES)
 from .errors import SettingsError
 from .noise import check_seeds, sample_seeds
 from .samplers import DDIMSettings, SamplerSettings, settings_from_dict
@@ -40,7 +41,10 @@ class RunSettings:
     exactly M rows at a time (padding or splitting, see ``studio.core.models.fixed_batch``), so every sample's
     bits are the same in any batch, alone, or in another process. ``network``: the network's speed mode, one of
     ``studio.core.choices.NETWORK_MODES`` (see ``studio.core.acceleration``): the faster ones change outputs in
-    their last bits (kept only within ``ACCELERATION_TOLERANCE`` of plain) and compiling takes a warm-up.
+    their last bits (kept only within ``ACCELERATION_TOLERANCE`` of plain) and compiling takes a warm-up. The
+    default, ``auto``, picks the fastest mode whose set-up pays for itself in the run (often plain: then bit for
+    bit what plain gives); a run's record names the mode it used. A dict without ``network`` (written before the
+    setting existed) means plain.
     """
 
     sampler: SamplerSettings = field(default_factory=DDIMSettings)
@@ -52,7 +56,7 @@ class RunSettings:
     dtype: str = "float32"
     noise_device: str = "cpu"
     model_batch: int = 0
-    network: str = "plain"
+    network: str = DEFAULT_NETWORK
 
     def __post_init__(self) -> None:
         if not isinstance(self.sampler, SamplerSettings):
@@ -100,6 +104,7 @@ class RunSettings:
         if unknown:
             raise SettingsError(f"unknown run setting(s): {', '.join(unknown)}")
         values = dict(data)
+        values.setdefault("network", "plain")   # a record or recipe from before the setting ran the plain network
         if "sampler" in values:
             values["sampler"] = settings_from_dict(values["sampler"])
         if "guidance" in values:

@@ -76,7 +76,7 @@ class MainWindow(QMainWindow):
         self.classifiers = ClassifierChoice()   # noise-aware classifiers for classifier guidance, loaded lazily
         self.controller = RunController(self)
         self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
-        self._recipe_shape = None    # an opened recipe's (seed, batch size, rows per model call, CPU threads)
+        self._recipe_shape = None    # an opened recipe's (seed, batch, rows per model call, CPU threads, RowLayout)
         self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
         self.last_run_exception: BaseException | None = None   # what the last failed run raised
         self._model_key: str | None = None   # what the open model's own settings are remembered under
@@ -343,16 +343,18 @@ class MainWindow(QMainWindow):
             return   # stored by another version or damaged: keep the defaults
         self.apply_settings(settings)
 
-    def apply_settings(self, settings: RunSettings, exact_sampler: bool = False, threads: int | None = None) -> None:
+    def apply_settings(self, settings: RunSettings, exact_sampler: bool = False, threads: int | None = None,
+                       layout=None) -> None:
         """Show ``settings`` in the panels. ``exact_sampler``: run its sampler settings exactly (those the panel
-        cannot show too), and in its model batch and on ``threads`` CPU threads, until the sampler panel, seed
-        or batch is changed (an opened recipe: its sample comes back bit for bit)."""
+        cannot show too), and in its model batch, on ``threads`` CPU threads and in the rows ``layout`` says
+        (a RowLayout), until the sampler panel, seed or batch is changed (an opened recipe: its sample comes
+        back bit for bit)."""
         self.sampler_panel.apply(settings.sampler, settings.guidance, settings.class_label)
         self.sampler_panel.set_network(settings.network)
         self.seed_panel.apply(settings.seed, settings.batch_size)
         self.model_panel.set_device(device_choice(settings.device), settings.dtype)
         self._exact_sampler = (self.sampler_panel.sampler_settings(), settings.sampler) if exact_sampler else None
-        self._recipe_shape = ((settings.seed, settings.batch_size, settings.model_batch, threads)
+        self._recipe_shape = ((settings.seed, settings.batch_size, settings.model_batch, threads, layout)
                               if exact_sampler else None)
 
     def model_batch_for(self, settings: RunSettings) -> int:
@@ -366,6 +368,11 @@ class MainWindow(QMainWindow):
         (the worker's own share, see studio.gui.cpu_threads)."""
         shape = self._opened_recipe_shape(settings)
         return shape[3] if shape is not None else None
+
+    def layout_for(self, settings: RunSettings):
+        """The RowLayout a run asks for: an opened recipe's (while its seed and batch are shown), else None."""
+        shape = self._opened_recipe_shape(settings)
+        return shape[4] if shape is not None else None
 
     def _opened_recipe_shape(self, settings: RunSettings):
         shape = self._recipe_shape

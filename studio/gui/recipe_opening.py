@@ -14,7 +14,8 @@ from pathlib import Path
 from ..core.bundled import as_recorded_bundled, bundled_of_source
 from ..core.checkpoints import read_card
 from ..core.errors import StudioError
-from ..core.recipe import RecipeError, describe_recipe, read_recipe, recipe_checkpoint, settings_from_recipe
+from ..core.recipe import (RecipeError, describe_recipe, read_recipe, recipe_checkpoint, recipe_layout,
+                           settings_from_recipe)
 from . import trust_dialog
 
 
@@ -35,7 +36,7 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
     if settings.guidance.kind == "classifier" and classifier and _exists(classifier):
         window.classifiers.add_source(classifier)
         window.refresh_classifier()
-    window.apply_settings(settings, exact_sampler=True, threads=recipe.get("threads"))
+    window.apply_settings(settings, exact_sampler=True, threads=recipe.get("threads"), layout=recipe_layout(recipe))
     if recipe.get("batch_index") is not None:
         window.presenter.focused = 0   # the run makes this one sample
     step = recipe.get("step")

@@ -63,9 +63,11 @@ class RunSession:
                                                                     card.data_shape)}
         if classifier is not None:
             options["classifier"] = classifier
-        threads = window.threads_for(settings)
+        threads, layout = window.threads_for(settings), window.layout_for(settings)
         if threads is not None:
             options["threads"] = threads
+        if layout is not None:
+            options["layout"] = layout
         self._run_model = (card, window.denoiser.schedule)
         self._network = ""
         window.controller.start(window.denoiser, settings, **options)

@@ -17,7 +17,10 @@ def store_summary(store) -> str:
 
 
 def network_summary(info) -> str:
-    """The network mode a run uses, when there is something to say: a faster mode, or why it fell back."""
+    """The network mode a run uses, when there is something to say: a faster mode (and that auto chose it), or
+    why the mode asked for fell back."""
+    if info.network_note.startswith("auto:"):   # auto chose (its note says why): not a fall-back
+        return "" if info.network == "plain" else f"network {info.network} (auto)"
     if info.network_note:
         return f"network plain: {info.network_note}"
     return "" if info.network == "plain" else f"network {info.network}"

@@ -107,10 +107,12 @@ class SamplingWorker(QObject):
     run_done = Signal(int, object)     # run number, RunOutcome
 
     def __init__(self, denoiser, settings: RunSettings, run_number: int, *, classifier=None,
-                 record_extra: dict | None = None, keep_floats: bool = True, threads: int | None = None):
+                 record_extra: dict | None = None, keep_floats: bool = True, threads: int | None = None,
+                 layout=None):
         """``record_extra`` is added to the run's record (checkpoint, model_batch, ... for recipes);
         ``keep_floats``: send every step's float x_t and x0_pred (else only the last step's x_t); ``threads``: the
-        CPU threads of the run (None: the window's share, see studio.gui.cpu_threads), as a recipe records them."""
+        CPU threads of the run (None: the window's share, see studio.gui.cpu_threads), as a recipe records them;
+        ``layout``: the rows of its model calls an opened recipe's sample was computed in (a RowLayout)."""
         super().__init__()
         self._denoiser = denoiser
         self._classifier = classifier
@@ -119,6 +121,7 @@ class SamplingWorker(QObject):
         self._record_extra = dict(record_extra or {})
         self._keep_floats = keep_floats
         self._threads = threads
+        self._layout = layout
         self._cancel = threading.Event()
         self._steps_done = 0
         self.outcome: RunOutcome | None = None   # also readable after the thread ended (shutdown)
@@ -134,7 +137,7 @@ class SamplingWorker(QObject):
         threads = CpuThreads()
         try:
             threads.use(resolve_device(self._settings.device), self._threads)   # before the run probes or compiles the network
-            run = Run(self._denoiser, self._settings, classifier=self._classifier)
+            run = Run(self._denoiser, self._settings, classifier=self._classifier, layout=self._layout)
             self.run_ready.emit(self._number, self._info(run))
             previews = step_previews(run.device, self._denoiser.card, run.num_steps, self._keep_floats)
             outcome = self._stream(run, previews)

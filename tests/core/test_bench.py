@@ -41,10 +41,35 @@ def test_quick_bench_writes_every_headless_section(tmp_path, capsys):
     assert sum(name.startswith("engine / bare loop") for name in names) == 4 + len(SAMPLER_NAMES) - 2
     assert all(any(f"· {name.upper()} " in row for row in names) for name in SAMPLER_NAMES)
     assert any("DDIMPipeline" in name for name in names) and any("DDPMPipeline" in name for name in names)
+    grid, = (row for row in document["rows"] if row["name"].startswith("grid sharing calls"))
+    # 4 cells (DDIM 2 and 3 steps, eta 0 and 1) share passes: as many as the longest cell makes
+    assert grid["extra"]["passes"] == {"grid": 3, "one by one": 2 + 2 + 3 + 3} and grid["value"] > 0
     assert all(row["extra"]["max_difference"] <= 1e-4 for row in document["rows"] if "Pipeline" in row["name"])
     printed = capsys.readouterr().out
     assert printed.startswith("| # | measure | value | goal | met | detail |")
     assert printed.count("\n| ") == len(document["rows"])   # one table line per row, after the header
+
+
+@pytest.mark.slow
+def test_quick_whole_process_section_compares_studio_sample_with_the_pipelines(tmp_path):
+    """Section 8 on tiny sizes (2 steps, batches 1 and 2, one run of each process): every row is there, the
+    ratios are positive numbers and the outputs were compared. Nothing is timed against a goal here."""
+    path = tmp_path / "bench.json"
+    assert main(["--quick", "--sections", "8", "--json", str(path)]) == 0
+    document = json.loads(path.read_text())
+    _check_document(document, {8})
+    rows = document["rows"]
+    for pipeline, sampler in (("DDIMPipeline", "DDIM"), ("DDPMPipeline", "DDPM")):
+        ratios = [row for row in rows if row["name"].startswith(f"studio sample / {pipeline}, whole processes")]
+        assert [row["extra"]["batch"] for row in ratios] == [1, 2]
+        for row in ratios:
+            assert row["value"] > 0 and row["goal"] == 0.8 and row["unit"] == "x"
+            assert set(row["extra"]["seconds"]) == {"studio", "diffusers"}
+            assert row["extra"]["max_difference"] <= 1e-4
+        assert any(row["name"].startswith(f"studio sample · time per sample at b1 / at b2 · {sampler}") and
+                   row["value"] > 0 for row in rows)
+        compared = next(row for row in rows if row["name"].startswith(f"largest difference, studio sample vs {pipeline}"))
+        assert compared["met"] is True and 0 <= compared["value"] <= 1e-4
 
 
 def test_table_rows_stay_on_one_line_and_say_whether_the_goal_is_met():
@@ -57,8 +82,8 @@ def test_table_rows_stay_on_one_line_and_say_whether_the_goal_is_met():
     assert [row.met for row in rows] == [True, False, None, None]
 
 
-@pytest.mark.parametrize("text", ["", "0", "8", "1,x"])
-def test_sections_must_be_numbers_one_to_seven(text):
+@pytest.mark.parametrize("text", ["", "0", "9", "1,x"])
+def test_sections_must_be_numbers_one_to_eight(text):
     with pytest.raises(argparse.ArgumentTypeError):
         parse_sections(text)
 

@@ -245,6 +245,34 @@ def test_bin_weights_carrying_code_never_run(folders, tmp_path):
     assert not marker.exists()
 
 
+def test_opening_a_folder_imports_diffusers_unet_only_and_leaves_diffusers_whole(folders):
+    """A fresh process opens a pipeline folder as `studio sample` does: diffusers' own UNet2DModel comes without
+    diffusers' pipelines, schedulers and loaders (their import is most of what diffusers costs at start-up), its
+    output equals the class's own from_pretrained to the bit; and a later ordinary import of diffusers still finds
+    every name, with the same class objects."""
+    path = folders["pipeline"][0]
+    code = f"""
+import sys, torch
+from studio.core.checkpoints import open_checkpoint
+denoiser = open_checkpoint({str(path)!r})
+loaded = sorted(m for m in ("diffusers.pipelines", "diffusers.schedulers", "diffusers.loaders") if m in sys.modules)
+assert not loaded, loaded
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DConditionModel, UNet2DModel
+from diffusers.models.transformers import Transformer2DModel
+from diffusers.models.unets import UNet1DModel
+import diffusers.models.unets
+import diffusers.models.unets.unet_2d as unet_2d
+assert type(denoiser.module.unet) is UNet2DModel is unet_2d.UNet2DModel is diffusers.models.unets.UNet2DModel
+reference = UNet2DModel.from_pretrained({str(path)!r}, subfolder="unet").eval()
+x, t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 99])
+with torch.no_grad():
+    assert torch.equal(denoiser.raw(x, t, None), reference(x, t).sample)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_without_diffusers_the_message_says_how_to_add_it(folders, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` fail
     path = folders["pipeline"][0]

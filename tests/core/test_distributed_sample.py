@@ -24,11 +24,14 @@ from studio.core.models.denoiser import NetworkDenoiser
 REPO = Path(__file__).resolve().parents[2]
 
 
-@given(num_samples=st.integers(1, 200), world_size=st.integers(1, 9))
-def test_the_processes_share_every_sample_once_in_blocks(num_samples, world_size):
-    shares = [ProcessLayout(rank, world_size).share(num_samples) for rank in range(world_size)]
+@given(num_samples=st.integers(1, 200), world_size=st.integers(1, 9), batch=st.integers(1, 20))
+def test_the_processes_share_every_sample_once_in_blocks_of_whole_batches(num_samples, world_size, batch):
+    shares = [ProcessLayout(rank, world_size).share(num_samples, batch) for rank in range(world_size)]
     assert [i for share in shares for i in share] == list(range(num_samples))
-    assert len(shares[0]) > 0 and max(map(len, shares)) - min(map(len, shares)) <= -(-num_samples // world_size)
+    assert len(shares[0]) > 0
+    assert all(share.start % batch == 0 for share in shares if share)   # each begins where a batch begins
+    batches = -(-num_samples // batch)
+    assert max(map(len, shares)) <= -(-batches // world_size) * batch
 
 
 def test_layout_comes_from_torchrun_variables():

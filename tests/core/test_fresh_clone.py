@@ -5,7 +5,7 @@ under `<!-- run-command -->` in the clone's README runs there word for word: it 
 project into it, and samples into `out/`. The environment it starts from is this one without its virtual
 environment (no VIRTUAL_ENV, the venv's bin folder off PATH); pip's own configuration and cache are kept, so the
 packages come from wherever pip gets them here (measured: about 90 s on 2 CPU cores with the wheels cached). Then the
-README's other install commands (the `train` and `diffusers` extras) run in that same new environment.
+README's other install commands (the `train`, `diffusers` and `guided` extras) run in that same new environment.
 CI runs the README's test command on a fresh checkout itself (.ci/run).
 """
 
@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUN_MARKER = "<!-- run-command -->"
 # The README's other install commands; each runs in the clone's new environment after the run command.
-EXTRA_INSTALLS = ["pip install -e '.[train]'", "pip install -e '.[diffusers]'"]
+EXTRA_INSTALLS = ["pip install -e '.[train]'", "pip install -e '.[diffusers]'", "pip install -e '.[guided]'"]
 TIMEOUT_S = 1800
 
 pytestmark = pytest.mark.slow

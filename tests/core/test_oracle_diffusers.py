@@ -238,7 +238,8 @@ def test_ddim_pipeline_end_to_end(tiny_unet, eta):
     for seed in (0, 7):
         ref = pipe(batch_size=1, generator=torch.Generator().manual_seed(seed), eta=eta, num_inference_steps=20,
                    output_type="np").images
-        run = Run(_unet_denoiser(tiny_unet), RunSettings(sampler=DDIMSettings(steps=20, eta=eta), seed=seed))
+        run = Run(_unet_denoiser(tiny_unet), RunSettings(sampler=DDIMSettings(steps=20, eta=eta), seed=seed,
+                                                         network="plain"))   # diffusers' network, as it is
         x = run.x_T
         for step in run:
             x = step.x_t
@@ -253,7 +254,7 @@ def test_ddpm_pipeline_end_to_end(tiny_unet):
     pipe.set_progress_bar_config(disable=True)
     ref = pipe(batch_size=1, generator=torch.Generator().manual_seed(3), num_inference_steps=1000,
                output_type="np").images
-    run = Run(_unet_denoiser(tiny_unet), RunSettings(sampler=DDPMSettings(steps=1000), seed=3))
+    run = Run(_unet_denoiser(tiny_unet), RunSettings(sampler=DDPMSettings(steps=1000), seed=3, network="plain"))
     x = run.x_T
     for step in run:
         x = step.x_t

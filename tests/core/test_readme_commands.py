@@ -77,11 +77,14 @@ RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
                                                                     "\"--sections\""]),
     "python -m studio.bench.step_anatomy": ("tests/core/test_bench.py", ["from studio.bench.step_anatomy import",
                                                                         'main(["--rounds", "1"']),
+    "python -m studio.bench.network_modes": ("tests/core/test_network_auto.py",
+                                             ["from studio.bench.network_modes import main", '"--rounds", "1"']),
     "python -m studio.train.quality": (THIS_FILE, ["def test_quality_command_runs_scaled_down", '"--json"']),
     "python -m studio.train.recipes digits toy2d digits-classifier shapes": (
         THIS_FILE, ["def test_recipes_command_retrains_the_bundled_models_scaled_down"]),
     "pip install -e '.[train]'": ("tests/core/test_fresh_clone.py", ["pip install -e '.[train]'"]),
     "pip install -e '.[diffusers]'": ("tests/core/test_fresh_clone.py", ["pip install -e '.[diffusers]'"]),
+    "pip install -e '.[guided]'": ("tests/core/test_fresh_clone.py", ["pip install -e '.[guided]'"]),
 }
 
 # Commands that only a machine with a CUDA GPU runs (none here): docs/gpu-checks.md lists them for whoever has one.
@@ -301,6 +304,23 @@ def write_torchscript(path: Path) -> None:
     make.torchscript_file(path.parent, module, card, name=path.name)
 
 
+def write_guided(folder: Path) -> None:
+    """The README's guided-diffusion example: a small UNet made by the library, saved bare, its flags beside it."""
+    pytest.importorskip("guided_diffusion", reason="the guided-diffusion example needs guided-diffusion-sdk ('.[dev]')")
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from guided_diffusion.script_util import create_model
+    torch.manual_seed(0)
+    unet = create_model(32, 32, 1, channel_mult="1,2", learn_sigma=True, attention_resolutions="16", num_heads=4)
+    torch.save(unet.state_dict(), folder / "my_guided.pt")
+    (folder / "my_guided.json").write_text(json.dumps({"image_size": 32, "num_heads": 4, "noise_schedule": "cosine",
+                                                       "diffusion_steps": 100}))
+
+
 def prepare(folder: Path, script: str) -> None:
     """The files a block's commands name and do not make themselves."""
     (folder / "docs").mkdir()
@@ -312,6 +332,8 @@ def prepare(folder: Path, script: str) -> None:
         write_diffusers_pipeline(folder / "my-ddpm")
     if "my-model.pt" in script:
         write_torchscript(folder / "my-model.pt")
+    if "my_guided.pt" in script:
+        write_guided(folder)
 
 
 def gif_frames(path: Path) -> tuple[tuple[int, int], list[int], np.ndarray]:
@@ -350,6 +372,9 @@ def check_outputs(folder: Path, script: str) -> None:
         samples = np.load(folder / "my-toy2d-out" / "samples.npy")
         assert samples.shape == (512, 2) and np.isfinite(samples).all()
         assert (folder / "my-toy2d-out" / "trajectory.gif").is_file()
+    if "my-guided-out" in script:
+        samples = np.load(folder / "my-guided-out" / "samples.npy")
+        assert samples.shape == (4, 3, 32, 32) and np.isfinite(samples).all()
     for name in ("my-ddpm-out", "my-model-out"):
         if name in script:
             samples = np.load(folder / name / "samples.npy")

@@ -54,7 +54,7 @@ def test_a_network_that_writes_into_its_timesteps_cannot_change_the_next_call():
     assert scribbling.network.ts[6:] == scribbling.network.ts[:6]
 
 
-def test_padded_labels_follow_labels_changed_in_place():
+def test_placed_labels_follow_labels_changed_in_place():
     inner = fake_denoiser(num_train_timesteps=1000, class_names=("a", "b", "c"), null_class=3)
     network = inner.network = Recording(inner.network)
     wrapped = FixedBatchDenoiser(inner, 4)
@@ -153,7 +153,7 @@ def no_kept_values(monkeypatch):
     label_parts = FixedBatchDenoiser._label_parts
 
     def fresh_label_parts(self, *args):
-        self._padded_labels.clear()
+        self._placed_labels.clear()
         return label_parts(self, *args)
 
     monkeypatch.setattr(NetworkDenoiser, "_timestep_batch", fresh_timestep_batch)

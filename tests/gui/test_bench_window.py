@@ -16,8 +16,10 @@ def test_quick_window_and_startup_sections(tmp_path):
     assert not any(row["extra"].get("failed") for row in rows), [row["detail"] for row in rows]
     names = " / ".join(row["name"] for row in rows)
     for expected in ("window run / headless run", "GUI event-loop stall", "scrubbing", "command to a painted window",
-                     "command to the studio window"):
+                     "command to the studio window", "Generate to the first x0_pred on screen"):
         assert expected in names
     assert all(row["value"] is None or math.isfinite(row["value"]) for row in rows)
     first_paint = next(row for row in rows if row["name"].startswith("command to a painted window"))
     assert "startupWindow" in first_paint["detail"] and "before torch" in first_paint["detail"]   # the shell
+    first_preview = next(row for row in rows if row["name"].startswith("Generate to the first x0_pred on screen"))
+    assert first_preview["value"] > 0 and first_preview["goal"] > first_preview["extra"]["model_call_ms"] > 0

@@ -111,9 +111,10 @@ def test_the_network_combo_offers_every_speed_mode_and_says_what_each_costs(make
     window = make_window(tiny_digits())
     combo = window.findChild(QComboBox, "networkCombo")
     assert [combo.itemData(i) for i in range(combo.count())] == list(NETWORK_MODES)
-    assert combo.currentData() == "plain" and combo.isEnabled()
+    assert combo.currentData() == "auto" and combo.isEnabled()   # the default: the fastest mode that pays
     tips = [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())]
     assert all(tips) and "tens of seconds" in tips[NETWORK_MODES.index("compiled")]
+    assert "pays for itself" in tips[0] and "bit for bit" in tips[NETWORK_MODES.index("plain")]
     assert "falls back to plain" in combo.toolTip()
     combo.setCurrentIndex(combo.findData("compiled"))
     assert window.current_settings().network == "compiled"

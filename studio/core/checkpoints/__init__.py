@@ -3,7 +3,9 @@
     denoiser = open_checkpoint("model.safetensors")   # or a diffusers folder, a TorchScript archive,
                                                       # a state dict + JSON card, or a bundled name ("digits")
 Formats (one module each): studio (.safetensors with the card in its metadata), diffusers (pipeline or
-model folder), torchscript (archive with studio_card.json inside), state_dict (.pt/.pth/.ckpt/.bin + <stem>.json).
+model folder), torchscript (archive with studio_card.json inside), state_dict (.pt/.pth/.ckpt/.bin + <stem>.json),
+guided_diffusion (OpenAI's guided-diffusion / improved-diffusion state dicts, their flags from a <stem>.json, a
+released file's name or the weights' shapes).
 Pickles are read only with torch's weights-only loader; a TorchScript archive (a program) is checked on every
 open and loaded only with ``trust_code`` (UntrustedCodeError otherwise, before anything runs); a card is read
 without loading code. Every failure is a CheckpointError naming the file.

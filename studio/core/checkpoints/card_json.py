@@ -42,6 +42,7 @@ FIELD_TYPES = {
     "sha256": (lambda v: isinstance(v, str), "a string"),
     "path": (lambda v: isinstance(v, str), "a string"),
     "assumed": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of field names"),
+    "inferred": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of names"),
     "description": (lambda v: isinstance(v, str), "a string"),
     "card_version": (is_int, "an integer"),
 }

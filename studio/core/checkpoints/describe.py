@@ -50,6 +50,7 @@ def card_lines(card: ModelCard) -> list[str]:
         ("clip_sample", str(card.clip_sample).lower()),
         ("clip_sample_range", f"{card.clip_sample_range:g}"),
         ("architecture", _architecture(card.architecture)),
+        ("flags", _flags(card.architecture)),
         ("parameter_count", f"{card.parameter_count:,}"),
         ("dtype", card.dtype),
         ("code_check", card.code_check or None),
@@ -60,7 +61,16 @@ def card_lines(card: ModelCard) -> list[str]:
              for key, value in rows if value is not None]
     if assumed:
         lines.append(f"{'assumed':<{width}}  {', '.join(card.assumed)} (not in the file: defaults)")
+    if card.inferred:
+        lines.append(f"{'inferred':<{width}}  {', '.join(card.inferred)} (decided by the weights' shapes)")
     return lines
+
+
+def _flags(arch: dict) -> str | None:
+    """A guided-diffusion network's flags, every one, as its scripts spell them (the architecture line is cut)."""
+    if not str(arch.get("name", "")).startswith("guided_diffusion."):
+        return None
+    return " ".join(f"{key}={json.dumps(value)}" for key, value in arch.get("config", {}).items())
 
 
 def _architecture(arch: dict) -> str | None:

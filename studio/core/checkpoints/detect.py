@@ -10,7 +10,7 @@ from pathlib import Path
 from .common import fail, open_binary, unreadable
 from .sources import resolve
 
-FORMATS = ("studio", "diffusers", "torchscript", "state_dict")
+FORMATS = ("studio", "diffusers", "torchscript", "state_dict", "guided_diffusion")
 
 # Content a user might pick by mistake, named so the message says what it is.
 _MAGIC = {
@@ -31,7 +31,13 @@ def identify(source: str | os.PathLike) -> str:
     (or cannot be read)."""
     path = resolve(source)
     try:
-        return _identify(path)
+        kind = _identify(path)
+        if kind == "state_dict":   # a bare state dict: OpenAI's guided-diffusion files are the ones told apart
+            from .guided_detect import is_guided_file
+
+            if is_guided_file(path):
+                return "guided_diffusion"
+        return kind
     except OSError as exc:  # stat or open refused (permission denied), or the disk failed
         raise unreadable(path, exc, "folder" if _is_dir(path) else "file") from None
 

@@ -4,7 +4,8 @@
 - a model folder: config.json + weights, with scheduler_config.json beside it (or, for a pipeline's unet/,
   in ../scheduler/). Without one, the schedule is diffusers' defaults and the card lists those fields as assumed.
 
-The card is read from the JSON alone (no diffusers import); diffusers is imported only to build the network.
+The card is read from the JSON alone (no diffusers import); diffusers is imported only to build the network, and
+then only its UNet2DModel (diffusers_classes.py: no pipelines, schedulers or loaders).
 An optional ``studio_card.json`` in the folder adds what diffusers does not record (name, class names, ...).
 Weights are read with safetensors or torch's weights-only unpickler, never with a full pickle.
 """
@@ -24,6 +25,7 @@ from .build_guard import checked_build
 from .card_json import card_from_json
 from .common import (complete_card, fail, fit_weights, load_pickled_weights, one_line, read_json_object,
                      state_summary, tensor_dict)
+from .diffusers_classes import unet2d_class
 
 UNET_CLASS = "UNet2DModel"
 INSTALL_HINT = "pip install diffusers (the studio's diffusers extra)"
@@ -230,7 +232,7 @@ class DiffusersUNetNetwork(torch.nn.Module):
 def load(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelCard]:
     card, config, lay = _card_and_config(path)
     try:
-        from diffusers import UNet2DModel
+        UNet2DModel = unet2d_class()   # diffusers' own class, without the rest of diffusers (diffusers_classes.py)
     except ImportError:
         raise fail(path, f"opening a diffusers folder needs the diffusers package: {INSTALL_HINT}") from None
     config_path = lay.unet_dir / "config.json"

@@ -6,7 +6,7 @@ import os
 
 from ..models.card import ModelCard
 from ..models.denoiser import NetworkDenoiser
-from . import diffusers_format, state_dict_format, studio_format, torchscript_format
+from . import diffusers_format, guided_format, state_dict_format, studio_format, torchscript_format
 from .classifier import LoadedClassifier
 from .common import fail
 from .detect import identify
@@ -17,6 +17,7 @@ _READERS = {
     "diffusers": diffusers_format,
     "torchscript": torchscript_format,
     "state_dict": state_dict_format,
+    "guided_diffusion": guided_format,
 }
 
 
@@ -45,8 +46,9 @@ def open_classifier(source: str | os.PathLike) -> LoadedClassifier:
     """A noise-aware classifier (card role "classifier") with ``log_prob(x_t, t, labels)`` and ``.to(device)``."""
     path = resolve(source)
     kind = identify(path)
-    if kind not in ("studio", "state_dict"):
-        raise fail(path, f"a classifier must be a studio checkpoint (or a state dict with its card); this is {kind}")
+    if kind not in ("studio", "state_dict", "guided_diffusion"):
+        raise fail(path, "a classifier must be a studio checkpoint, a state dict with its card or a guided-diffusion "
+                         f"classifier; this is {kind}")
     network, card = _READERS[kind].load(path)
     if card.role != "classifier":
         raise fail(path, f"is a {card.role}, not a noise-aware classifier (its card's role must be 'classifier')")

@@ -58,6 +58,7 @@ class ModelCard:
     sha256: str = ""
     path: str = ""
     assumed: tuple[str, ...] = ()                  # fields not read from the file but taken as defaults
+    inferred: tuple[str, ...] = ()                 # what the weights' shapes decided (a file without its config)
     code_check: str = ""                           # a file holding code: the verdict of its check (measured)
     description: str = ""
     card_version: int = CARD_VERSION
@@ -118,6 +119,7 @@ class ModelCard:
         set_("clip_sample_range", clip_range)
         set_("trained_betas", self.schedule_config().trained_betas)  # validates T, betas and the recipe, once
         set_("assumed", tuple(self.assumed))
+        set_("inferred", tuple(self.inferred))
 
     # --- derived -------------------------------------------------------------------------------------------------
     @property
@@ -145,7 +147,9 @@ class ModelCard:
             raise SettingsError(f"model card: {exc}") from None
 
     def schedule(self) -> NoiseSchedule:
-        return self.schedule_config().schedule()
+        """The schedule, with the coefficients' precision of the library the model comes from: float64 for
+        OpenAI's guided-diffusion (and improved-diffusion) checkpoints, diffusers' float32 for all others."""
+        return self.schedule_config().schedule(precision="float64" if self.format == "guided_diffusion" else "float32")
 
     def replace(self, **changes) -> "ModelCard":
         return replace(self, **changes)
@@ -153,7 +157,7 @@ class ModelCard:
     # --- JSON ----------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         data = asdict(self)
-        for key in ("data_shape", "value_range", "class_names", "assumed"):
+        for key in ("data_shape", "value_range", "class_names", "assumed", "inferred"):
             data[key] = list(data[key])
         if self.trained_betas is not None:
             data["trained_betas"] = list(self.trained_betas)
@@ -168,7 +172,7 @@ class ModelCard:
         if missing:
             raise SettingsError(f"model card: missing field(s) {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("data_shape", "value_range", "class_names", "assumed"):
+        for key in ("data_shape", "value_range", "class_names", "assumed", "inferred"):
             if key in kwargs and isinstance(kwargs[key], list):
                 kwargs[key] = tuple(kwargs[key])
         try:

@@ -12,7 +12,8 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 
 from ..errors import SettingsError
-from ..prediction import LEARNED_VARIANCE_TYPES, Prediction, prediction_converter, split_learned_variance
+from ..prediction import (LEARNED_VARIANCE_TYPES, RECIPROCAL_CONVERTERS, Prediction, prediction_converter,
+                          split_learned_variance)
 from ..schedules import NoiseSchedule
 from .card import ModelCard
 
@@ -53,10 +54,12 @@ def tensor_version(tensor: torch.Tensor) -> int | None:
 @dataclass
 class FasterNetworks:
     """The faster networks ``studio.core.acceleration`` built for a denoiser: every one by its key (mode, batch,
-    device, dtype, tolerance) with what building it gave, and the key of the one in use (None: plain)."""
+    device, dtype, tolerance) with what building it gave, and the key of the one in use (None: plain); and the
+    seconds per call the ``auto`` mode measured, by (mode, batch, device, dtype), plain's included."""
 
     built: dict = field(default_factory=dict)   # key -> (network, Acceleration)
     in_use: tuple | None = None
+    timings: dict = field(default_factory=dict)   # (mode, batch, device, dtype) -> seconds per call
 
 
 class NetworkDenoiser:
@@ -78,6 +81,9 @@ class NetworkDenoiser:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self._convert = prediction_converter(card.prediction_type)
+        # a float64 schedule (OpenAI's checkpoints) converts at integer t in its library's own arithmetic
+        self._convert_reciprocal = RECIPROCAL_CONVERTERS.get(card.prediction_type) \
+            if self.schedule.precision == "float64" else None
         self._learned_variance = card.variance_type in LEARNED_VARIANCE_TYPES
         self._timestep_batches: dict = {}   # (t, batch, device) -> (tensor, its version when made)
         if self.module is not None:
@@ -114,6 +120,7 @@ class NetworkDenoiser:
         self.faster.in_use = None
         if forget:
             self.faster.built.clear()
+            self.faster.timings.clear()
         self._set_channels_last(False)
 
     def _set_channels_last(self, on: bool) -> None:
@@ -132,10 +139,19 @@ class NetworkDenoiser:
             raise SettingsError(f"x_t must have shape (batch, {', '.join(map(str, card.data_shape))}) for model "
                                 f"{card.name!r}, got {tuple(x_t.shape)}")
         t = int(t) if float(t).is_integer() else float(t)
-        raw = self.raw(x_t, self._timestep_batch(t, x_t.shape[0], x_t.device), class_labels).float()
+        raw = self.raw(x_t, self._timestep_batch(t, x_t.shape[0], x_t.device), class_labels)
+        return self.prediction_from_raw(raw, x_t, t, sqrt_terms)
+
+    def prediction_from_raw(self, raw: torch.Tensor, x_t: torch.Tensor, t: float,
+                            sqrt_terms: tuple[float, float] | None = None) -> Prediction:
+        """What ``predict`` makes of the network's output ``raw`` for x_t at t (also for rows of a call that
+        several runs shared, ``studio.core.shared_calls``)."""
+        raw = raw.float()
         var_values = None
         if self._learned_variance:
-            raw, var_values = split_learned_variance(raw, card.channels, card.variance_type)
+            raw, var_values = split_learned_variance(raw, self.card.channels, self.card.variance_type)
+        if sqrt_terms is None and self._convert_reciprocal is not None and isinstance(t, int):
+            return self._convert_reciprocal(raw, x_t, *self.schedule.reciprocal_terms(t), var_values)
         return self._convert(raw, x_t, *(sqrt_terms or self.schedule.sqrt_terms(t)), var_values)
 
     def _timestep_batch(self, t: float, batch: int, device: torch.device) -> torch.Tensor:

@@ -58,6 +58,9 @@ class SamplerSettings:
     """Settings every sampler shares. ``None`` means: take the model card's value."""
 
     name: ClassVar[str] = ""
+    # True: the sampler applies a classifier gradient handed to it in Prediction.guidance_grad (guided-diffusion's
+    # rule for its own models); every other sampler gets classifier guidance folded into eps before it sees it
+    applies_classifier_gradient: ClassVar[bool] = False
     steps: int = 50
     spacing: str = "leading"
     timesteps: tuple[int, ...] | None = None   # an explicit list overrides steps and spacing

@@ -29,7 +29,11 @@ class DDPMCoefficients:
     std_fixed_small: tuple[float, ...]        # sqrt(beta_tilde), beta_tilde = (1 - a_prev)/(1 - a) beta_t eq. (7)
     std_fixed_large: tuple[float, ...]        # sqrt(beta_t)
     log_beta: tuple[float, ...]               # the ends improved-diffusion's learned range
-    log_beta_tilde: tuple[float, ...]         # interpolates between (Nichol & Dhariwal eq. 15)
+    log_beta_tilde: tuple[float, ...]         # interpolates between (Nichol & Dhariwal eq. 15), "clipped" (below)
+    variance_fixed_small: tuple[float, ...]   # beta_tilde, clipped: what classifier guidance scales its
+    variance_fixed_large: tuple[float, ...]   # gradient by (guided-diffusion's condition_mean); beta_t, clipped
+    # "Clipped" as improved-diffusion has it: the last step (to t = -1) has beta_tilde = 0, and takes the step
+    # before's beta_tilde instead. The last step draws no noise, so this reaches only a guided step's mean.
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class InversionCoefficients:
 
 
 def ddpm_coefficients(schedule: NoiseSchedule, timesteps) -> DDPMCoefficients:
+    """In the schedule's precision: diffusers' float32 arithmetic, or improved-diffusion's float64 (rounded once)."""
+    if schedule.precision == "float64":
+        return _ddpm64(schedule.alpha_bar.tobytes(), _as_key(timesteps))
     return _ddpm(schedule.fingerprint, _as_key(timesteps))
 
 
@@ -93,13 +100,45 @@ def _ddpm(fingerprint: bytes, timesteps: tuple[int, ...]) -> DDPMCoefficients:
     alpha = alpha_bar / alpha_bar_prev
     beta = 1 - alpha
     beta_tilde = torch.clamp((1 - alpha_bar_prev) / (1 - alpha_bar) * beta, min=1e-20)   # as diffusers floors it
+    clipped = beta_tilde.clone()
+    large = beta.clone()
+    if len(timesteps) > 1:
+        clipped[-1] = large[-1] = beta_tilde[-2]
     return DDPMCoefficients(
         posterior_mean_x0=_floats((alpha_bar_prev ** 0.5 * beta) / (1 - alpha_bar)),
         posterior_mean_xt=_floats(alpha ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar)),
         std_fixed_small=_floats(beta_tilde ** 0.5),
         std_fixed_large=_floats(beta ** 0.5),
         log_beta=_floats(torch.log(beta)),
-        log_beta_tilde=_floats(torch.log(beta_tilde)),
+        log_beta_tilde=_floats(torch.log(clipped)),
+        variance_fixed_small=_floats(clipped),
+        variance_fixed_large=_floats(large),
+    )
+
+
+@functools.lru_cache(maxsize=_TABLES_KEPT)
+def _ddpm64(alpha_bar_bytes: bytes, timesteps: tuple[int, ...]) -> DDPMCoefficients:
+    """The same tables as improved-diffusion's respaced GaussianDiffusion makes them: float64 numpy, then float32."""
+    alpha_bar = np.frombuffer(alpha_bar_bytes, dtype=np.float64)[list(timesteps)]
+    alpha_bar_prev = np.append(alpha_bar[1:], 1.0)
+    beta = 1.0 - alpha_bar / alpha_bar_prev
+    beta_tilde = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    clipped = beta_tilde.copy()
+    large = beta.copy()
+    if len(timesteps) > 1:
+        clipped[-1] = large[-1] = beta_tilde[-2]
+    else:
+        clipped[-1] = max(clipped[-1], 1e-20)
+    as32 = lambda values: tuple(np.asarray(values, dtype=np.float32).tolist())  # noqa: E731
+    return DDPMCoefficients(
+        posterior_mean_x0=as32(beta * np.sqrt(alpha_bar_prev) / (1.0 - alpha_bar)),
+        posterior_mean_xt=as32((1.0 - alpha_bar_prev) * np.sqrt(1.0 - beta) / (1.0 - alpha_bar)),
+        std_fixed_small=as32(np.exp(0.5 * np.log(clipped))),
+        std_fixed_large=as32(np.exp(0.5 * np.log(large))),
+        log_beta=as32(np.log(beta)),
+        log_beta_tilde=as32(np.log(clipped)),
+        variance_fixed_small=as32(clipped),
+        variance_fixed_large=as32(large),
     )
 
 

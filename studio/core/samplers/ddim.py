@@ -13,6 +13,10 @@ eta = 0 is deterministic; eta = 1 is respaced DDPM with fixed_small variance. Th
 App. D.3) keeps the eta = 1 direction term and adds noise of std sigma_hat = sqrt(1 - alpha_bar / alpha_bar_prev)
 (none at the last step). Noise is drawn at every step when eta > 0, as diffusers does.
 
+Classifier guidance handed to the sampler (``Prediction.guidance_grad`` = scale grad log p(y | x_t), guided-diffusion's
+rule for its own models) shifts eps as guided-diffusion's ``condition_score`` does (Song et al. 2021), after the clip:
+eps = eps(clipped x0) - sqrt(1 - alpha_bar) guidance_grad, and x0 follows from that eps (unclipped).
+
 Inversion (eta = 0 run backwards, data -> noise) walks the same timesteps upwards. Each step is the exact
 inverse of the reconstruction step t_next -> t_cur, with the model's eps at (x_{t_next}, t_next) replaced by
 its value at (x_{t_cur}, t_next), as diffusers' DDIMInverseScheduler does:
@@ -31,7 +35,7 @@ from ..checks import require_choice, require_number
 from ..choices import DDIM_SIGMAS
 from ..errors import SettingsError
 from ..noise import SampleNoise
-from ..prediction import X0Clip, eps_from_x0, x0_from_eps
+from ..prediction import X0Clip, eps_from_x0_at, x0_from_eps, x0_from_eps_at
 from ..schedules import NoiseSchedule
 from .base import Predict, SamplerSettings, Step
 from .coefficients import ddim_coefficients, inversion_coefficients
@@ -47,6 +51,7 @@ class DDIMSettings(SamplerSettings):
     clipped x0 (GLIDE, improved-diffusion); None: on exactly when guidance is on."""
 
     name = "ddim"
+    applies_classifier_gradient = True   # guided-diffusion's condition_score, below
     steps: int = 50
     eta: float = 0.0
     sigma_kind: str = "eta"
@@ -105,7 +110,10 @@ def ddim_sample(
         last = index == num_steps - 1
         pred = predict(x, t)
         x0 = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
-        eps = eps_from_x0(x, x0, *schedule.sqrt_terms(t)) if rederive_eps else pred.eps
+        eps = eps_from_x0_at(schedule, x, x0, t) if rederive_eps else pred.eps
+        if pred.guidance_grad is not None:   # guided-diffusion's condition_score, after the clip
+            eps = eps - schedule.sqrt_terms(t)[1] * pred.guidance_grad
+            x0 = x0_from_eps_at(schedule, x, eps, t)
         x = coef.sqrt_alpha_bar_prev[index] * x0 + coef.direction_scale[index] * eps          # eq. (12)
         # diffusers draws at every step when eta > 0 (the last one included); sigma-hat adds none at the end
         add_noise = eta > 0.0 if sigma_kind == "eta" else not last

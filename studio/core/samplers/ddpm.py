@@ -10,6 +10,10 @@ a step draws x_prev from q(x_prev | x_t, x0) of eq. (6)-(7), x0 being the model'
              learned:       exp(v)          (v = the model's log-variance channels, as improved-diffusion)
              learned_range: exp(f log beta_t + (1 - f) log beta_tilde),  f = (v + 1) / 2  (Nichol & Dhariwal eq. 15)
   x_prev = mean + sqrt(variance) z, with no noise at the last step.
+
+Classifier guidance handed to the sampler (``Prediction.guidance_grad`` = scale grad log p(y | x_t), guided-diffusion's
+rule for its own models) moves the mean as guided-diffusion's ``condition_mean`` does (Sohl-Dickstein et al. 2015):
+mean += variance * guidance_grad, with the variance of this step (at the last step, improved-diffusion's clipped one).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class DDPMSettings(SamplerSettings):
     """``variance_type``: the reverse process's variance (see the module docstring); None: the model card's."""
 
     name = "ddpm"
+    applies_classifier_gradient = True   # guided-diffusion's condition_mean, below
     steps: int = 1000
     variance_type: str | None = None
 
@@ -81,6 +86,8 @@ def ddpm_sample(
         pred = predict(x, t)
         x0 = pred.x0 if clip_x0 is None else clip_x0(pred.x0)
         mean = coef.posterior_mean_x0[index] * x0 + coef.posterior_mean_xt[index] * x         # eq. (7)
+        if pred.guidance_grad is not None:   # guided-diffusion's condition_mean
+            mean = mean + _variance(variance_type, coef, index, pred) * pred.guidance_grad
         noise_std = 0.0
         if last:   # the last step's mean is the sample
             x = mean
@@ -92,12 +99,24 @@ def ddpm_sample(
         yield Step(index, num_steps, t, -1 if last else ts[index + 1], x, x0, pred.eps, noise_std)
 
 
+def _variance(variance_type: str, coef: DDPMCoefficients, index: int, pred):
+    """This step's variance, improved-diffusion's clipped one at the last step (a float, or per pixel)."""
+    if variance_type == "fixed_small":
+        return coef.variance_fixed_small[index]
+    if variance_type == "fixed_large":
+        return coef.variance_fixed_large[index]
+    return torch.exp(_learned_log_variance(variance_type, coef, index, pred))
+
+
 def _learned_std(variance_type: str, coef: DDPMCoefficients, index: int, pred) -> torch.Tensor:
     """The per-pixel std a learned-variance model asks for at this step."""
+    return torch.exp(0.5 * _learned_log_variance(variance_type, coef, index, pred))
+
+
+def _learned_log_variance(variance_type: str, coef: DDPMCoefficients, index: int, pred) -> torch.Tensor:
     if pred.var_values is None:
         raise SettingsError(f"variance_type {variance_type!r} needs the model's variance output")
     if variance_type == "learned":   # improved-diffusion: the model outputs the log-variance itself
-        return torch.exp(0.5 * pred.var_values)
+        return pred.var_values
     fraction = (pred.var_values + 1) / 2   # learned_range: [-1, 1] onto log beta_tilde .. log beta (eq. 15)
-    log_variance = fraction * coef.log_beta[index] + (1 - fraction) * coef.log_beta_tilde[index]
-    return torch.exp(0.5 * log_variance)
+    return fraction * coef.log_beta[index] + (1 - fraction) * coef.log_beta_tilde[index]

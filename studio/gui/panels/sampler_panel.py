@@ -83,9 +83,17 @@ FIELD_WORDS = {"eta": "eta", "sigma_kind": "noise kind (sigma_kind)", "variance_
                "order": "order", "karras": "Karras sigmas"}
 _CHECKED = f"(used only if within {tolerance_text()} of plain)"
 NETWORK_TIPS = {
-    "plain": "the network as it is: the reference, bit for bit what `studio sample` computes",
+    "auto": "the default: the fastest mode whose set-up pays for itself in this run (on a CPU a traced graph, on a "
+            "CUDA GPU cuda_graph; a short run stays plain); the status bar and the run's record name the mode it took",
+    "plain": "the network as it is: the reference, bit for bit what `studio sample --network plain` and diffusers "
+             "compute",
     "channels_last": f"channels-last memory layout: often faster convolutions; outputs differ in their last bits "
                      f"{_CHECKED}",
+    "traced": f"the network traced with TorchScript and frozen: less Python per call (small networks on a CPU "
+              f"gain most), set up in about a second; outputs usually equal plain's {_CHECKED}",
+    "traced_channels_last": f"the traced graph on the channels-last layout: on a CPU the fastest set-up of about a "
+                            f"second (what auto takes there for image models); outputs differ in their last bits "
+                            f"{_CHECKED}",
     "compiled": f"torch.compile: faster per step, but the first run takes tens of seconds to compile (once per "
                 f"model and batch while the studio is open); outputs differ in their last bits {_CHECKED}",
     "compiled_channels_last": "torch.compile on the channels-last layout: both of the above, the same first-run "
