@@ -28,6 +28,7 @@ A denoiser with no network inside (a plain Denoiser object) has nothing to share
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -59,6 +60,7 @@ class CellOutcome:
     record: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)   # every Step, when asked for
     model_calls: int = 0              # the cell's own calls (its share of the shared passes)
+    seconds: float = 0.0              # wall time from the cell's start to its end (sharing the passes)
 
 
 class Cancelled(Exception):
@@ -73,11 +75,13 @@ def cell_rows(cell: Cell) -> int:
 
 def run_cells(denoiser, cells: Sequence[Cell], *, rows: int | None = None, keep_steps: bool = False,
               cancel: threading.Event | None = None,
-              on_cell_done: Callable[[int, CellOutcome], None] | None = None) -> list[CellOutcome]:
+              on_cell_done: Callable[[int, CellOutcome], None] | None = None,
+              on_pass: Callable[[int], None] | None = None) -> list[CellOutcome]:
     """Run every cell, sharing model calls (see the module docstring); returns their outcomes in order.
     ``rows``: rows per forward pass (default: all cells' rows, so they all run at once); at least the largest
     cell's. ``on_cell_done(index, outcome)`` is called in this thread as each cell ends. A cell's error stops
-    the grid and is raised here once every cell's thread has ended."""
+    the grid and is raised here once every cell's thread has ended. ``on_pass(cells)``, in this thread after
+    each forward pass, says how many cells it served (a progress bar's model calls)."""
     cells = list(cells)
     if not cells:
         return []
@@ -87,9 +91,9 @@ def run_cells(denoiser, cells: Sequence[Cell], *, rows: int | None = None, keep_
         raise SettingsError(f"rows per shared call must hold the largest cell's {max(needs)} rows, got {rows}")
     network = network_denoiser(denoiser)   # the network inside wrappers such as FixedBatchDenoiser
     if network is None:
-        return [_run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, index)
+        return [_run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, on_pass, index)
                 for index, cell in enumerate(cells)]
-    return _Coordinator(network, cells, needs, rows, keep_steps, cancel, on_cell_done).run()
+    return _Coordinator(network, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass).run()
 
 
 def _cell_settings(settings: RunSettings) -> RunSettings:
@@ -97,9 +101,10 @@ def _cell_settings(settings: RunSettings) -> RunSettings:
     return settings.replace(model_batch=0, network="plain")
 
 
-def _run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, index) -> CellOutcome:
+def _run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, on_pass, index) -> CellOutcome:
     from .engine import Run
 
+    started = time.perf_counter()
     run = Run(denoiser, _cell_settings(cell.settings), seeds=cell.seeds, classifier=cell.classifier)
     outcome = CellOutcome()
     for step in run:
@@ -108,7 +113,10 @@ def _run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, index) -> CellO
         outcome.x = step.x_t
         if keep_steps:
             outcome.steps.append(step)
+        if on_pass is not None:
+            on_pass(1)
     outcome.record = run.record()
+    outcome.seconds = time.perf_counter() - started
     outcome.model_calls = outcome.record.get("model_calls", 0)
     if on_cell_done is not None:
         on_cell_done(index, outcome)
@@ -142,10 +150,10 @@ class _Member:
 
 
 class _Coordinator:
-    def __init__(self, denoiser: NetworkDenoiser, cells, needs, rows, keep_steps, cancel, on_cell_done):
+    def __init__(self, denoiser: NetworkDenoiser, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass):
         self.denoiser = denoiser
         self.cells, self.needs, self.rows = cells, needs, rows
-        self.keep_steps, self.cancel, self.on_cell_done = keep_steps, cancel, on_cell_done
+        self.keep_steps, self.cancel, self.on_cell_done, self.on_pass = keep_steps, cancel, on_cell_done, on_pass
         self.outcomes = [CellOutcome() for _ in cells]
         self.errors: list[BaseException] = []
         self._condition = threading.Condition()
@@ -263,6 +271,9 @@ class _Coordinator:
         except BaseException as exc:   # noqa: BLE001 -- every asking cell gets the error and ends
             for request in requests:
                 request.error = exc
+            return
+        if self.on_pass is not None:
+            self.on_pass(len(requests))
 
     def _forward(self, placed: list[tuple[int, _Request]]) -> torch.Tensor:
         """The network on ``rows`` rows: each request's at its offset, copies of the first row elsewhere."""
@@ -313,6 +324,7 @@ class _Coordinator:
 
         torch.set_num_threads(1)   # this thread only does the sampler's arithmetic; the pool is the caller's
         cell, outcome = self.cells[index], self.outcomes[index]
+        started = time.perf_counter()
         try:
             offset = self._offsets[index]
             classifier = cell.classifier
@@ -330,6 +342,7 @@ class _Coordinator:
             if "threads" in record:
                 record["threads"] = self.threads
             outcome.record = record
+            outcome.seconds = time.perf_counter() - started
         except BaseException as exc:   # noqa: BLE001 -- raised by run_cells in the calling thread
             if not isinstance(exc, Cancelled):
                 self.errors.append(exc)

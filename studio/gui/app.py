@@ -2,7 +2,10 @@
 
 Importing torch takes longer than a person should wait for a painted window, so the window appears first: a
 light shell (the title, "Loading…", where the studio window will be) is shown and painted before anything
-imports torch; then the studio window is built, shown in its place, and the shell closes.
+imports torch; then the studio window is built, shown in its place, and the shell closes. The model (``studio
+PATH``'s, else the last one, else the bundled default) then loads in the background (``model_loading.open_at_start``):
+the window paints and responds while it loads, with the loading strip and Cancel, and Generate is disabled until
+the model is in.
 """
 
 from __future__ import annotations
@@ -103,11 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .main_window import MainWindow   # torch, pyqtgraph, the engine: the slow imports
 
-        window = MainWindow(argv[0] if argv else None, restore_last=not argv)
+        window = MainWindow(open_default=False)   # no model yet: it loads once the window is up
         window.show()
     finally:
         shell.close()
         shell.deleteLater()
+    from .model_loading import open_at_start
+
+    # the checkpoint (or the last one, or the default) loads in the background: the window paints and answers
+    # meanwhile, its loading strip says how far it is, and Generate waits for the model
+    open_at_start(window, argv[0] if argv else None, restore_last=not argv)
     # Ctrl+C in the terminal closes the window properly (stopping a run first) instead of being ignored.
     signal.signal(signal.SIGINT, lambda *_: window.close())
     from PySide6.QtCore import QTimer

@@ -28,6 +28,7 @@ from ..core.settings import RunSettings
 from . import persistence, window_layout
 from .classifiers import ClassifierChoice
 from .cpu_threads import prepare_gui_thread
+from .model_loading import ModelLoading, open_failed_text, release_freed_memory
 from .panels.sampler_panel import model_settings_of
 from .recipe_opening import device_choice, open_recipe_png
 from .run_presenter import RunPresenter
@@ -85,13 +86,14 @@ class MainWindow(QMainWindow):
         self.presenter = RunPresenter(self.preview_xt, self.preview_x0, self.focus_view, self.timeline,
                                       self.plots_panel, self)
         self.runs = RunSession(self)
+        self.loading = ModelLoading(self)   # opening checkpoints off the GUI thread (the dialogs, list, drops)
         self.progress_bar.show_no_run()
         self._connect_signals()
         self._default_state = self.saveState(persistence.STATE_VERSION)
         self._read_window_settings()
         self._apply_run_settings(persistence.read_json("run/settings"))
         self._open_first_model(checkpoint, restore_last, open_default)
-        self._refresh_model_list()
+        self.refresh_model_list()
         self.update_actions()
 
     def _connect_signals(self) -> None:
@@ -132,17 +134,24 @@ class MainWindow(QMainWindow):
                                               CHECKPOINT_FILTER)
         if path:
             persistence.write_text(OPEN_FOLDER_KEY, os.path.dirname(os.path.abspath(path)))
-            self.open_path(path)
+            self.open_path(path, background=True)
 
-    def open_path(self, path: str | os.PathLike) -> bool:
-        """A PNG the studio exported (its recipe) or a checkpoint."""
-        return open_recipe_png(self, path) if is_png(path) else self.open_checkpoint(path)
+    def open_path(self, path: str | os.PathLike, *, background: bool = False) -> bool:
+        """A PNG the studio exported (its recipe) or a checkpoint; ``background``: a checkpoint (a recipe's too)
+        loads off the GUI thread (``load_checkpoint``; True then says the load started, or the recipe's model was
+        open already and its settings are applied)."""
+        if is_png(path):
+            return open_recipe_png(self, path, background=background)
+        if background:
+            self.load_checkpoint(path)
+            return True
+        return self.open_checkpoint(path)
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open diffusers folder", self._dialog_folder())
         if path:
             persistence.write_text(OPEN_FOLDER_KEY, os.path.dirname(os.path.abspath(path)))
-            self.open_checkpoint(path)
+            self.load_checkpoint(path)
 
     def _dialog_folder(self) -> str:
         """Where the Open dialogs start: the folder of the last file (or folder) opened with one, else the most
@@ -154,28 +163,32 @@ class MainWindow(QMainWindow):
         return str(Path(recent[0]).parent) if recent else str(Path.home())
 
     def _open_from_list(self, source: str) -> None:
-        """A model chosen in the model list (one click): opened, unless it is the open one; if it cannot be
-        opened the list goes back to showing the open model, so what is highlighted is what is loaded."""
-        if self.denoiser is not None and self.source is not None and \
-                persistence.model_key(source, "") == persistence.model_key(self.source, ""):
+        """A model chosen in the model list (one click): loaded in the background, unless it is the open one (or
+        the one loading); if it cannot be opened the list goes back to showing the open model, so what is
+        highlighted is what is loaded."""
+        def same(other):
+            return other is not None and persistence.model_key(source, "") == persistence.model_key(other, "")
+
+        if (self.denoiser is not None and same(self.source) and not self.loading.busy) or same(self.loading.source):
             return
-        if not self.open_checkpoint(source):
-            self._refresh_model_list()
+        self.load_checkpoint(source)
+
+    def load_checkpoint(self, source: str | os.PathLike, *, remember: bool = True) -> None:
+        """Open a checkpoint off the GUI thread (studio.gui.model_loading): the open model stays in use until the
+        new one is ready; ``loading.finished`` says how it ended. A load in progress is abandoned."""
+        self.loading.open(source, remember=remember)
 
     def open_checkpoint(self, source: str | os.PathLike, *, remember: bool = True, implicit: bool = False) -> bool:
         """Open a checkpoint path or bundled name. On failure the message shows and the current model stays.
         A TorchScript archive (code) opens only once the user trusts it (asked here, remembered by sha256);
         ``implicit`` (the last model, reopened at start) never loads one."""
         source = str(source)
+        self.loading.cancel()   # this one replaces a checkpoint opening in the background
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             open_trusting(self, source, implicit)
         except Exception as exc:   # noqa: BLE001 -- an expected failure is a StudioError; anything else too shows
-            if not isinstance(exc, StudioError):
-                logger.exception("could not open %s", source)   # a bug: its traceback goes to the log
-            name = os.path.basename(os.path.normpath(source)) or source
-            self.show_error(f"Could not open {name}: {exc}" if isinstance(exc, StudioError)
-                            else f"Could not open {name}: unexpected {type(exc).__name__}: {exc}")
+            self.show_error(open_failed_text(source, exc))   # a bug's traceback goes to the log
             return False
         finally:
             QGuiApplication.restoreOverrideCursor()
@@ -187,9 +200,15 @@ class MainWindow(QMainWindow):
 
     def set_model(self, denoiser, source: str | None = None) -> None:
         """Use an in-memory denoiser (tests, scripts); ``source`` is only a name to remember."""
+        self.loading.cancel()
+        self.install_model(denoiser, source, remember=False)
+
+    def install_model(self, denoiser, source: str | None, remember: bool) -> None:
+        """Make a loaded denoiser the open model: a run in progress stops (it holds the old one), then the old
+        model goes."""
         self.controller.shutdown()
         self.models.denoiser = denoiser
-        self._model_opened(source, remember=False)
+        self._model_opened(source, remember)
 
     def _model_opened(self, source: str | None, remember: bool) -> None:
         self.remember_model_settings()   # the model shown until now keeps its own settings for next time
@@ -215,12 +234,13 @@ class MainWindow(QMainWindow):
         self.centre_stack.setCurrentWidget(self.preview_splitter)
         if remember and source is not None:
             self._remember_source(source)
-        self._refresh_model_list()
+        self.refresh_model_list()
         self.setWindowTitle(f"{card.name} — Sampling Studio")
         self.status_label.setText(f"opened {card.name}" + (
             f" — remembered settings that do not fit it were left as the model card says: {'; '.join(misfits)}"
             if misfits else ""))
         gc.collect()   # the previous model (and its run) go now, not at some later collection
+        release_freed_memory()   # ...and the memory they held goes back to the system
         self.update_actions()
         self.model_changed.emit(card)
 
@@ -234,7 +254,7 @@ class MainWindow(QMainWindow):
         else:
             persistence.remember_checkpoint(os.path.abspath(source))
 
-    def _refresh_model_list(self) -> None:
+    def refresh_model_list(self) -> None:
         current = self.source
         if current is not None and os.path.exists(current):
             current = os.path.abspath(current)
@@ -302,7 +322,11 @@ class MainWindow(QMainWindow):
         self.runs.start()
 
     def cancel(self) -> None:
-        self.runs.cancel()
+        """Esc: the run in progress, else a checkpoint opening in the background."""
+        if self.controller.running:
+            self.runs.cancel()
+        else:
+            self.loading.cancel()
 
     def _frame_budget_changed(self, mib: int) -> None:
         """The Seed panel's frame memory: the budget of the next run's trajectory store."""
@@ -318,7 +342,7 @@ class MainWindow(QMainWindow):
         running = self.controller.running
         has_model = self.denoiser is not None
         self.generate_action.setEnabled(has_model and not running)
-        self.cancel_action.setEnabled(running)
+        self.cancel_action.setEnabled(running or self.loading.busy)
         self.open_action.setEnabled(True)
         self.exports.update()
         if not has_model:
@@ -421,6 +445,7 @@ class MainWindow(QMainWindow):
             "Space play/pause · Ctrl+O open</p><p>Home shows step 0: x_T, the starting noise.</p>"))
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.loading.shutdown()      # a load in progress is abandoned (its thread drops what it built)
         self.controller.shutdown()   # stop the worker and wait for its thread: no "QThread destroyed while running"
         self.timeline.stop()
         self.write_settings()
@@ -438,6 +463,6 @@ class MainWindow(QMainWindow):
         urls = event.mimeData().urls()
         if urls and urls[0].isLocalFile():
             event.acceptProposedAction()
-            self.open_path(urls[0].toLocalFile())
+            self.open_path(urls[0].toLocalFile(), background=True)
 
 

@@ -1,6 +1,8 @@
 """Opening a PNG the studio exported: its recipe's model and settings come back, ready to Generate.
 
 read_recipe -> settings_from_recipe -> the checkpoint it names (opened if another is loaded) -> the panels.
+The window's File > Open and drops open the checkpoint in the background (``background=True``: the settings are
+applied once the model is in; a cancelled or failed load changes nothing); ``open_path(png)`` waits for it.
 A PNG without a recipe, or whose checkpoint cannot be found, changes nothing and says why in one message.
 What the panels cannot show exactly (an explicit timestep list, thresholding parameters, ...) is kept as the
 recipe's own sampler settings for as long as the sampler panel is left as the recipe set it.
@@ -9,6 +11,8 @@ recipe's own sampler settings for as long as the sampler panel is left as the re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.bundled import as_recorded_bundled, bundled_of_source
@@ -16,11 +20,48 @@ from ..core.checkpoints import read_card
 from ..core.errors import StudioError
 from ..core.recipe import (RecipeError, describe_recipe, read_recipe, recipe_checkpoint, recipe_layout,
                            settings_from_recipe)
+from ..core.settings import RunSettings
 from . import trust_dialog
 
 
-def open_recipe_png(window, path: str | os.PathLike) -> bool:
-    """Restore the recipe in ``path`` into ``window``; False (with a message, nothing changed) if it cannot."""
+@dataclass(frozen=True)
+class _Opening:
+    """A PNG's recipe, read and checked, waiting for its model: ``checkpoint`` None when it is open already."""
+    name: str
+    recipe: dict
+    settings: RunSettings
+    checkpoint: str | None
+
+
+def open_recipe_png(window, path: str | os.PathLike, *, background: bool = False,
+                    otherwise: Callable[[str], None] | None = None) -> bool:
+    """Restore the recipe in ``path`` into ``window``; False (with a message, nothing changed) if it cannot.
+
+    ``background``: a checkpoint that must be opened loads off the GUI thread (``window.loading``); the recipe's
+    settings are applied once it is installed (before ``loading.finished``), and a load that is cancelled,
+    superseded or fails leaves the model and the settings as they were (``otherwise`` gets a failure's message).
+    True then says the recipe was applied or its model is loading. The recipe is read, and a changed checkpoint
+    asked about, in the GUI thread first either way."""
+    opening = _prepare(window, path)
+    if opening is None:
+        return False
+    window.loading.cancel()   # the newest open wins: a load in progress would replace the recipe's model
+    if opening.checkpoint is None:
+        _apply(window, opening)
+        return True
+    if background:
+        window.loading.open(opening.checkpoint, then=lambda: _apply(window, opening), otherwise=otherwise,
+                            note=f"nothing of the recipe of {opening.name} was applied")
+        return True
+    if not window.open_checkpoint(opening.checkpoint):
+        return False   # open_checkpoint said why; the model and settings are as they were
+    _apply(window, opening)
+    return True
+
+
+def _prepare(window, path) -> _Opening | None:
+    """Read the recipe and decide its model (asking about a changed checkpoint); None, with a message, if the
+    PNG cannot be opened."""
     name = Path(path).name
     try:
         recipe = read_recipe(path)
@@ -29,9 +70,17 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
         settings = settings.replace(model_batch=recipe.get("model_batch", settings.model_batch))
     except RecipeError as exc:
         window.show_error(str(exc))
-        return False
-    if not _open_recipe_model(window, recipe, name):
-        return False
+        return None
+    ok, checkpoint = _recipe_model(window, recipe, name)
+    return _Opening(name, recipe, settings, checkpoint) if ok else None
+
+
+def _apply(window, opening: _Opening) -> None:
+    """The recipe's settings into the panels, its model being the open one."""
+    recipe, settings, name = opening.recipe, opening.settings, opening.name
+    sha256 = recipe["model"].get("sha256")
+    if opening.checkpoint is not None and sha256 and window.card.sha256 and window.card.sha256 != sha256:
+        window.status_label.setText(f"note: {opening.checkpoint} has changed since {name} was made")
     classifier = (recipe.get("classifier") or {}).get("checkpoint")
     if settings.guidance.kind == "classifier" and classifier and _exists(classifier):
         window.classifiers.add_source(classifier)
@@ -54,7 +103,6 @@ def open_recipe_png(window, path: str | os.PathLike) -> bool:
     else:
         window.status_label.setText(f"opened the recipe of {name}: press Generate{where} to make it again")
     window.status_label.setToolTip(describe_recipe(recipe))
-    return True
 
 
 def _exists(source: str) -> bool:
@@ -69,40 +117,37 @@ def _same_source(a: str | None, b: str | None) -> bool:
     return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
-def _open_recipe_model(window, recipe: dict, name: str) -> bool:
-    """Make the recipe's model the open one; False with a message if it cannot be found or opened, or if its
-    bytes changed since the PNG was made and the user does not confirm."""
+def _recipe_model(window, recipe: dict, name: str) -> tuple[bool, str | None]:
+    """The checkpoint to open for the recipe: (True, None) when its model is the open one, (True, checkpoint) to
+    open, (False, None) with a message if it cannot be found or read, or if its bytes changed since the PNG was
+    made and the user does not confirm (asked here, in the GUI thread, before anything loads)."""
     model = recipe["model"]
     sha256 = model.get("sha256")
     checkpoint = recipe_checkpoint(recipe)
     card = window.card
     if card is not None and sha256 and card.sha256 == sha256:
-        return True
+        return True, None
     if card is not None and not sha256 and _same_source(checkpoint, window.source):
-        return True
+        return True, None
     if not checkpoint:
         window.show_error(f"{name} was made with the model {model.get('name')!r}, which is not open, and its "
                           "recipe does not say where the checkpoint is: open that checkpoint first, then the PNG")
-        return False
+        return False, None
     if not _exists(checkpoint):
         window.show_error(f"{name} was made with the checkpoint {checkpoint}, which is not there (moved or deleted?): "
                           "open that model yourself, then the PNG again. Nothing was changed")
-        return False
+        return False, None
     if sha256:
         try:
             found = read_card(checkpoint).sha256   # the card alone: nothing is loaded before the user agrees
         except StudioError as exc:
             window.show_error(f"{name}: {exc}")
-            return False
+            return False, None
         if found != sha256 and not trust_dialog.confirm_changed_checkpoint(window, name, checkpoint, sha256, found):
             window.show_error(f"{name} was made with {checkpoint} as it was then (sha256 {sha256[:12]}); the file "
                               f"has changed (sha256 {found[:12]}), so it was not opened. Nothing was changed")
-            return False
-    if not window.open_checkpoint(checkpoint):
-        return False   # open_checkpoint said why; the model and settings are as they were
-    if sha256 and window.card.sha256 and window.card.sha256 != sha256:
-        window.status_label.setText(f"note: {checkpoint} has changed since {name} was made")
-    return True
+            return False, None
+    return True, checkpoint
 
 
 def _differences(window, settings) -> list[str]:

@@ -78,3 +78,34 @@ def failed_message(message: str, steps_kept: int) -> str:
 
 FAILED_STATUS = "the run failed"
 CANCELLING_STATUS = "cancelling after the model call in progress…"
+
+
+# --- opening a checkpoint in the background (studio.gui.model_loading) ---------------------------------------------
+LOAD_READING = "reading the file"
+LOAD_WAITING = "waiting for the load it replaced to stop"
+LOAD_BUILDING = "building the network"
+LOAD_READY = "ready"
+
+
+def loading_text(name: str, stage: str, done: int = 0, total: int = 0) -> str:
+    """The model panel's line while ``name`` opens: its stage, and the bytes read when they are known."""
+    if stage == LOAD_READING and total > 0:
+        return f"Opening {name}: {stage}, {done / 2**20:.0f} of {total / 2**20:.0f} MiB"
+    return f"Opening {name}: {stage}…"
+
+
+def opening_status(name: str, current: str | None) -> str:
+    """The status bar when a background open starts: the open model stays usable until the new one is ready."""
+    kept = f"; {current} stays open and usable until it is ready" if current else ""
+    return f"opening {name}…{kept} (Cancel or Esc abandons it)"
+
+
+def open_cancelled_status(name: str, current: str | None) -> str:
+    return f"stopped opening {name}" + (f"; {current} stays open" if current else "")
+
+
+def open_failed_text(name: str, exc: BaseException, expected: bool) -> str:
+    """The banner's one message for a checkpoint that did not open (``expected``: a StudioError, which says what
+    is wrong with the file; anything else keeps its type name for a bug report)."""
+    return (f"Could not open {name}: {exc}" if expected
+            else f"Could not open {name}: unexpected {type(exc).__name__}: {exc}")

@@ -37,9 +37,18 @@ def test_studio_path_opens_the_checkpoint_and_returns_on_close(qtbot, tmp_path):
 
     def look_then_close():
         windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMainWindow) and w.isVisible()]
-        seen["names"] = [w.card.name if isinstance(w, MainWindow) and w.card else w.objectName() for w in windows]
-        for window in windows:
-            window.close()
+
+        def close_all(*_):
+            seen["names"] = [w.card.name if isinstance(w, MainWindow) and w.card else w.objectName()
+                             for w in windows]
+            for window in windows:
+                window.close()
+
+        studio = [w for w in windows if isinstance(w, MainWindow)]
+        if studio and studio[0].loading.busy:
+            studio[0].loading.finished.connect(close_all)   # the checkpoint loads in the background once shown
+        else:
+            close_all()
 
     watcher = _WhenShown(look_then_close)
     QApplication.instance().installEventFilter(watcher)

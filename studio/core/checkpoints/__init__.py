@@ -5,7 +5,8 @@
 Formats (one module each): studio (.safetensors with the card in its metadata), diffusers (pipeline or
 model folder), torchscript (archive with studio_card.json inside), state_dict (.pt/.pth/.ckpt/.bin + <stem>.json),
 guided_diffusion (OpenAI's guided-diffusion / improved-diffusion state dicts, their flags from a <stem>.json, a
-released file's name or the weights' shapes).
+released file's name or the weights' shapes), ddpm_pytorch (lucidrains' denoising-diffusion-pytorch Trainer
+checkpoints model-N.pt, EMA weights by default, what the file cannot say from a <stem>.json).
 Pickles are read only with torch's weights-only loader; a TorchScript archive (a program) is checked on every
 open and loaded only with ``trust_code`` (UntrustedCodeError otherwise, before anything runs); a card is read
 without loading code. Every failure is a CheckpointError naming the file.

@@ -543,3 +543,20 @@ def probe_network(network, card: ModelCard, path) -> None:
     if got != want:
         raise fail(path, f"the network answers with shape {got} for a batch of one, but its card "
                          f"({shape}, variance_type {card.variance_type}) needs {want}")
+
+
+
+def zip_pickle_head(handle, size: int) -> bytes:
+    """The first ``size`` bytes of the pickle (data.pkl) in a torch.save zip archive: where a state dict's names
+    are, before its tensors' bytes. Empty when the archive has none or is not a readable zip."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            entry = next((e for e in archive.infolist() if e.filename.rsplit("/", 1)[-1] == "data.pkl"), None)
+            if entry is None:
+                return b""
+            with archive.open(entry) as stream:
+                return stream.read(size)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError):
+        return b""

@@ -67,8 +67,9 @@ def card_lines(card: ModelCard) -> list[str]:
 
 
 def _flags(arch: dict) -> str | None:
-    """A guided-diffusion network's flags, every one, as its scripts spell them (the architecture line is cut)."""
-    if not str(arch.get("name", "")).startswith("guided_diffusion."):
+    """A guided-diffusion network's flags or a denoising-diffusion-pytorch Unet's and GaussianDiffusion's arguments,
+    every one, as the library spells them (the architecture line is cut)."""
+    if not str(arch.get("name", "")).startswith(("guided_diffusion.", "denoising_diffusion_pytorch.")):
         return None
     return " ".join(f"{key}={json.dumps(value)}" for key, value in arch.get("config", {}).items())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from .common import fail, open_binary, unreadable
 from .sources import resolve
 
-FORMATS = ("studio", "diffusers", "torchscript", "state_dict", "guided_diffusion")
+FORMATS = ("studio", "diffusers", "torchscript", "state_dict", "guided_diffusion", "ddpm_pytorch")
 
 # Content a user might pick by mistake, named so the message says what it is.
 _MAGIC = {
@@ -32,9 +32,12 @@ def identify(source: str | os.PathLike) -> str:
     path = resolve(source)
     try:
         kind = _identify(path)
-        if kind == "state_dict":   # a bare state dict: OpenAI's guided-diffusion files are the ones told apart
+        if kind == "state_dict":   # a bare state dict: lucidrains' and OpenAI's files are the ones told apart
+            from .ddpm_pytorch_detect import is_ddpm_pytorch_file
             from .guided_detect import is_guided_file
 
+            if is_ddpm_pytorch_file(path):   # first: guided's detection takes any JSON sidecar as its flags
+                return "ddpm_pytorch"
             if is_guided_file(path):
                 return "guided_diffusion"
         return kind

@@ -5,11 +5,10 @@ torch.save keeps the names of a state dict's entries as plain strings)."""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .common import open_binary, read_json_object
+from .common import open_binary, zip_pickle_head, read_json_object
 from .guided_flags import is_flags_object, sidecar_path
 from .guided_presets import PRESETS, REFUSED
 
@@ -36,7 +35,7 @@ def _has_guided_names(path: Path) -> bool:
             if len(head) >= 9 and head[8:9] == b"{":
                 return _in_safetensors(path)
             if head.startswith(b"PK"):
-                return _in_zip(handle)
+                return _found(zip_pickle_head(handle, _PICKLE_HEAD))
             return _found(handle.read(_PICKLE_HEAD))
     except (CheckpointError, OSError):
         return False
@@ -47,18 +46,6 @@ def _in_safetensors(path: Path) -> bool:
 
     header = read_safetensors_header(path)
     return all(name.decode() in header for name in _NAMES)
-
-
-def _in_zip(handle) -> bool:
-    try:
-        with zipfile.ZipFile(handle) as archive:
-            entry = next((e for e in archive.infolist() if e.filename.rsplit("/", 1)[-1] == "data.pkl"), None)
-            if entry is None:
-                return False
-            with archive.open(entry) as stream:
-                return _found(stream.read(_PICKLE_HEAD))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError):
-        return False
 
 
 def _found(text: bytes) -> bool:

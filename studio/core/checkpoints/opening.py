@@ -6,7 +6,7 @@ import os
 
 from ..models.card import ModelCard
 from ..models.denoiser import NetworkDenoiser
-from . import diffusers_format, guided_format, state_dict_format, studio_format, torchscript_format
+from . import ddpm_pytorch_format, diffusers_format, guided_format, state_dict_format, studio_format, torchscript_format
 from .classifier import LoadedClassifier
 from .common import fail
 from .detect import identify
@@ -18,6 +18,7 @@ _READERS = {
     "torchscript": torchscript_format,
     "state_dict": state_dict_format,
     "guided_diffusion": guided_format,
+    "ddpm_pytorch": ddpm_pytorch_format,
 }
 
 

@@ -76,7 +76,10 @@ class GaussianMixtureEps(torch.nn.Module):
         eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
         cov_t = a[:, None] * self.covariances[None] + (1 - a[:, None]) * eye  # (B, K, D, D)
         centred = x[:, None, :] - a.sqrt() * self.means[None]                 # (B, K, D)
-        solved = torch.linalg.solve(cov_t, centred.unsqueeze(-1)).squeeze(-1)  # (B, K, D)
+        if a.shape[0] == 1:   # one noise level for every row: K solves, not B x K (an ODE solver's calls)
+            solved = torch.einsum("kde,bke->bkd", torch.linalg.inv(cov_t[0]), centred)
+        else:
+            solved = torch.linalg.solve(cov_t, centred.unsqueeze(-1)).squeeze(-1)  # (B, K, D)
         x0_k = self.means[None] + a.sqrt() * torch.einsum("kde,bke->bkd", self.covariances, solved)
         log_lik = -0.5 * ((centred * solved).sum(-1) + torch.linalg.slogdet(cov_t).logabsdet)
         return x0_k, torch.log_softmax(self.log_weights[None] + log_lik, dim=1)

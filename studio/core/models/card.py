@@ -28,6 +28,8 @@ def _real(value) -> float:
 DATA_KINDS = ("image", "vector")
 ROLES = ("denoiser", "classifier")
 CARD_VERSION = 1
+# formats whose library computes the schedule's coefficients in float64 and rounds them to float32 once
+FLOAT64_FORMATS = ("guided_diffusion", "ddpm_pytorch")
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,9 @@ class ModelCard:
 
     def schedule(self) -> NoiseSchedule:
         """The schedule, with the coefficients' precision of the library the model comes from: float64 for
-        OpenAI's guided-diffusion (and improved-diffusion) checkpoints, diffusers' float32 for all others."""
-        return self.schedule_config().schedule(precision="float64" if self.format == "guided_diffusion" else "float32")
+        OpenAI's guided-diffusion (and improved-diffusion) and lucidrains' denoising-diffusion-pytorch checkpoints,
+        diffusers' float32 for all others."""
+        return self.schedule_config().schedule(precision="float64" if self.format in FLOAT64_FORMATS else "float32")
 
     def replace(self, **changes) -> "ModelCard":
         return replace(self, **changes)

@@ -7,8 +7,8 @@ import os
 import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
-    QWidget,
+    QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
+    QPushButton, QVBoxLayout, QWidget,
 )
 
 from ...core.bundled import bundled_models
@@ -77,10 +77,12 @@ class ModelPanel(QWidget):
     open_file_requested = Signal()
     open_folder_requested = Signal()
     run_device_changed = Signal()
+    cancel_load_requested = Signal()   # the loading strip's Cancel
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._build_model_list()
+        self._build_loading_strip()
         self._build_card_box()
         self._build_run_on()
         self._lay_out()
@@ -107,6 +109,51 @@ class ModelPanel(QWidget):
         self.folder_button.setToolTip("Open a diffusers model folder (with unet/ and scheduler/ inside, or a "
                                       "single UNet folder with config.json)")
         self.folder_button.clicked.connect(self.open_folder_requested)
+
+    def _build_loading_strip(self) -> None:
+        """What a checkpoint opening in the background is doing (studio.gui.model_loading), with its Cancel;
+        hidden when nothing loads."""
+        self.loading_box = QFrame()
+        self.loading_box.setObjectName("modelLoading")
+        self.loading_box.setFrameShape(QFrame.Shape.StyledPanel)
+        self.loading_label = QLabel()
+        self.loading_label.setObjectName("modelLoadingLabel")
+        self.loading_label.setWordWrap(True)
+        self.loading_bar = QProgressBar()
+        self.loading_bar.setObjectName("modelLoadingBar")
+        self.loading_bar.setAccessibleName("Checkpoint loading progress")
+        self.loading_bar.setTextVisible(True)
+        self.cancel_load_button = QPushButton("Cancel")
+        self.cancel_load_button.setObjectName("cancelLoadButton")
+        self.cancel_load_button.setAccessibleName("Cancel opening the checkpoint")
+        self.cancel_load_button.setToolTip("Stop opening this checkpoint; the open model stays (Esc when no run "
+                                           "is going)")
+        self.cancel_load_button.clicked.connect(self.cancel_load_requested)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.loading_bar, 1)
+        row.addWidget(self.cancel_load_button)
+        box = QVBoxLayout(self.loading_box)
+        box.setContentsMargins(6, 4, 6, 4)
+        box.addWidget(self.loading_label)
+        box.addLayout(row)
+        self.loading_box.hide()
+
+    def show_loading(self, text: str, done: int = 0, total: int = 0) -> None:
+        """``text`` and the bytes read of ``total`` (0: unknown, a busy bar)."""
+        self.loading_label.setText(text)
+        self.loading_box.setToolTip(text)
+        if total > 0:
+            self.loading_bar.setRange(0, 1000)
+            self.loading_bar.setValue(min(1000, round(1000 * done / total)))
+            self.loading_bar.setFormat(f"{done / 2**20:.0f} / {total / 2**20:.0f} MiB")
+        else:
+            self.loading_bar.setRange(0, 0)   # busy: the readers cannot say how far they are
+            self.loading_bar.setFormat("")
+        self.loading_box.show()
+
+    def hide_loading(self) -> None:
+        self.loading_box.hide()
 
     def _build_card_box(self) -> None:
         self.card_box = QGroupBox("Model card")
@@ -149,6 +196,7 @@ class ModelPanel(QWidget):
         box = QVBoxLayout(self)
         box.addWidget(self.model_list, 1)
         box.addLayout(buttons)
+        box.addWidget(self.loading_box)
         box.addWidget(self.card_box)
         box.addLayout(run_on)
 
