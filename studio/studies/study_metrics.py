@@ -25,6 +25,7 @@ METRIC_NAMES = ("ode_error", "swd", "log_likelihood", "class_share", "frechet")
 REFERENCE_SEED = 12345   # draws from a known distribution (the truth the samples are compared with)
 FLOOR_SEED = 54321       # the second, independent draw for the noise floor
 FEATURE_SEED = 0         # the digits feature network's training
+MAX_REFERENCE_VALUES = 100_000_000   # 800 MB of float64: a reference file asking for more is refused
 
 
 @dataclass
@@ -168,10 +169,13 @@ def _reference_rows(path: Path, card) -> np.ndarray:
         color = "gray" if shape[0] == 1 else "rgb"
         rows = load_image_folder(path, shape[-1], color).samples.double().numpy()
     else:
-        try:
-            rows = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        try:   # mapped first: a header asking for more than the file holds fails here, not in an allocation
+            rows = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, MemoryError) as exc:
             raise SettingsError(f"--reference {path}: cannot read it as a .npy array ({exc})") from None
+        if rows.size > MAX_REFERENCE_VALUES:
+            raise SettingsError(f"--reference {path} holds {rows.size:,} values, more than the "
+                                f"{MAX_REFERENCE_VALUES:,} a study reads")
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim < 2 or tuple(rows.shape[1:]) not in (shape, (int(np.prod(shape)),)):
         raise SettingsError(f"--reference {path} holds an array of shape {rows.shape}; the model's samples are "

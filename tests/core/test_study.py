@@ -180,3 +180,18 @@ def test_the_digits_table_measures_class_share_frechet_and_the_ode_error(tmp_pat
     summary = json.loads((tmp_path / "study.json").read_text())
     assert "not the guidance classifier" in summary["metric_notes"]["class_share"]
     assert summary["floors"]["frechet"]["value"] > 0   # real digits against real digits, 24 of each: the bias
+
+
+def test_a_reference_file_that_asks_for_terabytes_or_holds_objects_is_one_error(tmp_path):
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 2), }"
+    header += " " * (118 - len(header)) + "\n"
+    huge = tmp_path / "huge.npy"
+    huge.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"code": 1}], dtype=object), allow_pickle=True)
+    for path, message in ((huge, "cannot read it as a .npy array"), (objects, "cannot read it as a .npy array")):
+        code, _, err = run_studio("study", "--checkpoint", "toy2d", "--metric", "swd", "--reference", path,
+                                  "--out", tmp_path / "out")
+        assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
