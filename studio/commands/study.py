@@ -11,7 +11,6 @@ denoiser of a known 2-D Gaussian mixture (no file): its samples have an exact lo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from studio.core.choices import SAMPLER_NAMES, SPACINGS, VARIANCE_TYPES
@@ -19,8 +18,8 @@ from studio.core.choices import SAMPLER_NAMES, SPACINGS, VARIANCE_TYPES
 from .arguments import DEVICE_METAVAR, add_trust_argument, class_argument
 
 DEFAULT_OUT = "study-out"
-DEFAULT_STEPS = "10,20,50,100"
-DEFAULT_NUM_SAMPLES = 64
+DEFAULT_STEPS = "10,20,50,100"   # studio.studies.study_setup.DEFAULT_STEPS
+DEFAULT_NUM_SAMPLES = 64         # ...and its DEFAULT_NUM_SAMPLES
 MIXTURE = "mixture"   # --checkpoint name of the analytic mixture
 
 
@@ -92,16 +91,16 @@ def plan(args):
     from studio.core.errors import SettingsError
     from studio.core.export import ensure_folder
     from studio.core.settings import RunSettings
-    from studio.studies.study_metrics import StudyMetrics
-    from studio.studies.study_plan import plan_cells
-    from studio.studies.study_run import REFERENCE_MAX_STEPS, REFERENCE_SOLVER, StudyJob
+    from studio.studies.study_setup import StudyRequest, build_job, prepare_job
 
     from .sample import _class_label, _guidance_and_classifier
 
-    samplers = _list(args.samplers, str, "--samplers")
-    steps = _list(args.steps, int, "--steps")
-    etas = _list(args.eta, float, "--eta")
-    metrics = [name for text in (args.metric or []) for name in _list(text, str, "--metric")]
+    request = StudyRequest(
+        samplers=_list(args.samplers, str, "--samplers"), steps=_list(args.steps, int, "--steps"),
+        etas=_list(args.eta, float, "--eta"),
+        metrics=[name for text in (args.metric or []) for name in _list(text, str, "--metric")],
+        num_samples=args.num_samples, seed=args.seed, spacing=args.spacing, clip=bool(args.clip),
+        variance=args.variance, reference=args.reference, judge_path=args.judge, rows=args.rows)
     require_int("--num-samples", args.num_samples, 2, 100_000)
     require_int("--seed", args.seed, 0)
     if args.rows is not None:
@@ -113,43 +112,19 @@ def plan(args):
     class_label = _class_label(args, card, None, guidance)
     base = RunSettings(seed=args.seed, batch_size=1, class_label=class_label, guidance=guidance,
                        device=args.device, network="plain")
-    # x0 clipping off unless asked for: the DDIM paper's samplers do not clip, and the ODE reference cannot
-    values = {"spacing": args.spacing, "clip_sample": bool(args.clip)}
-    if args.variance is not None:
-        values["variance_type"] = args.variance
-    cells = plan_cells(samplers, steps, etas, base, card, values)
     judge = None
     if args.judge is not None:
         from studio.core.checkpoints import open_classifier
         judge = open_classifier(args.judge)
-    unavailable = {"ode_error": "its reference solver (DPM-Solver++) has no x0 clip: leave out --clip"} \
-        if args.clip else {}
-    study_metrics = StudyMetrics.for_model(model, kind, metrics or None, args.reference, judge, args.num_samples,
-                                           mixture, unavailable)
-    reference_settings = None
-    if "ode_error" in study_metrics.names:   # (checked before the metrics' data are read and their networks trained)
-        late = [cell.key for cell in cells if cell.deterministic
-                and int(cell.settings.sampler.timestep_list(card.num_train_timesteps)[0]) != card.num_train_timesteps - 1]
-        if late:
-            raise SettingsError(f"ode_error compares runs from the same x_T at t = T - 1, but {late[0]} starts "
-                                f"later: use --spacing trailing or linspace, or leave ode_error out")
-        from studio.core.samplers import sampler_settings
-        reference_settings = sampler_settings(
-            REFERENCE_SOLVER, steps=min(REFERENCE_MAX_STEPS, card.num_train_timesteps - 1),
-            spacing=args.spacing).resolve(card)
-    study_metrics.prepare(card, args.reference, judge, args.num_samples)
-    classifier = None
+    job = build_job(model, kind, request, base, Path(args.out), judge=judge, mixture=mixture,
+                    mixture_network=mixture_network, plan_extra={"checkpoint": args.checkpoint})
+    prepare_job(job)   # (after every check above: the metrics' data are read and their networks trained)
     if classifier_source is not None:
         from studio.core.checkpoints import open_classifier
-        classifier = open_classifier(classifier_source)
+        job.classifier = open_classifier(classifier_source)
     model.to(args.device)
-    study = {"checkpoint": args.checkpoint, "sha256": card.sha256, "samplers": samplers, "steps": steps,
-             "eta": etas, "metrics": list(study_metrics.names), "num_samples": args.num_samples, "seed": args.seed,
-             "settings": base.to_dict(), "sampler_values": values, "reference": args.reference, "judge": args.judge,
-             "rows": args.rows}
-    return StudyJob(model=model, cells=cells, metrics=study_metrics, num_samples=args.num_samples, seed=args.seed,
-                    out=ensure_folder(args.out), plan=json.loads(json.dumps(study)), rows=args.rows,
-                    classifier=classifier, mixture_network=mixture_network, reference_settings=reference_settings)
+    job.out = ensure_folder(args.out)
+    return job
 
 
 def _open_model(args):
@@ -166,26 +141,36 @@ def _open_model(args):
         return model, model.card, "mixture", dict(PARAMETERS), model.plain_network
     card = read_card(args.checkpoint)
     require_trust(card, args.trust_code)
+    from studio.studies.study_setup import model_kind
+
     bundled = bundled_by_name(args.checkpoint)
-    name = bundled.name if bundled is not None else ""
-    kind = name if name in ("digits", "toy2d") else card.data_kind
+    kind = model_kind(card, bundled.name if bundled is not None else "")
     return open_checkpoint(args.checkpoint, trust_code=args.trust_code), card, kind, None, None
 
 
 def run(args: argparse.Namespace) -> int:
     from studio.studies.study_files import write_study
-    from studio.studies.study_run import run_study, shared_rows
+    from studio.studies.study_run import StudySplit, run_study, shared_rows
 
+    from .distributed import ProcessLayout, barrier, process_group
     from .sample import cpu_threads
 
+    layout = ProcessLayout.from_environment()
+    args.device = layout.device(args.device)   # each process on its own GPU under torchrun
     job = plan(args)
     # the mixture's arithmetic is on a few rows of 2 values: one thread beats a pool's hand-offs many times over
     threads = args.threads if args.threads is not None or job.mixture_network is None else 1
-    with cpu_threads(threads):
-        rows = run_study(job, progress=args.progress)
+    with process_group(layout, args.device) as backend, cpu_threads(threads):
+        split = StudySplit(layout.rank, layout.world_size, lambda: barrier(layout))
+        rows = run_study(job, progress=args.progress and layout.is_main, split=split)
+    if not layout.is_main:
+        return 0
     summary = {"study": job.plan, "metrics": list(job.metrics.names), "rows_per_call": shared_rows(job),
                "metric_notes": job.metrics.notes, "notes": job.notes,
                "floors": {name: value.to_dict() for name, value in job.metrics.floors(job.num_samples).items()}}
+    if backend is not None:
+        summary["processes"] = {"world_size": layout.world_size, "backend": backend,
+                                "split": "whole cells, each in the rows one process gives it"}
     paths = write_study(job.out, rows, summary)
     print(f"wrote {len(rows)} cells to {job.out}: {', '.join(path.name for path in paths)}")
     return 0

@@ -42,7 +42,8 @@ from .models.fixed_batch import FixedBatchClassifier, RowLayout
 from .prediction import Prediction
 from .settings import RunSettings
 
-__all__ = ["Cell", "CellOutcome", "Cancelled", "cell_rows", "cell_settings_alone", "run_cells"]
+__all__ = ["Cell", "CellOutcome", "Cancelled", "cell_length", "cell_rows", "cell_settings_alone", "planned_offsets",
+           "run_cells"]
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,16 @@ def cell_rows(cell: Cell) -> int:
 def run_cells(denoiser, cells: Sequence[Cell], *, rows: int | None = None, keep_steps: bool = False,
               cancel: threading.Event | None = None,
               on_cell_done: Callable[[int, CellOutcome], None] | None = None,
-              on_pass: Callable[[int], None] | None = None) -> list[CellOutcome]:
+              on_pass: Callable[[int], None] | None = None,
+              offsets: Sequence[int] | None = None) -> list[CellOutcome]:
     """Run every cell, sharing model calls (see the module docstring); returns their outcomes in order.
     ``rows``: rows per forward pass (default: all cells' rows, so they all run at once); at least the largest
     cell's. ``on_cell_done(index, outcome)`` is called in this thread as each cell ends. A cell's error stops
     the grid and is raised here once every cell's thread has ended. ``on_pass(cells)``, in this thread after
-    each forward pass, says how many cells it served (a progress bar's model calls)."""
+    each forward pass, says how many cells it served (a progress bar's model calls). ``offsets``: the first row
+    of each cell in every call, fixed (a cell starts once those rows are free): a process of several that runs
+    some of a grid's cells gives them the rows ``planned_offsets`` says one process would, so their bits are the
+    same."""
     cells = list(cells)
     if not cells:
         return []
@@ -89,11 +94,66 @@ def run_cells(denoiser, cells: Sequence[Cell], *, rows: int | None = None, keep_
     rows = sum(needs) if rows is None else int(rows)
     if rows < max(needs):
         raise SettingsError(f"rows per shared call must hold the largest cell's {max(needs)} rows, got {rows}")
+    if offsets is not None:
+        offsets = [int(offset) for offset in offsets]
+        if len(offsets) != len(cells) or any(o < 0 or o + n > rows for o, n in zip(offsets, needs)):
+            raise SettingsError(f"offsets {offsets} do not place every cell's rows within {rows} rows")
     network = network_denoiser(denoiser)   # the network inside wrappers such as FixedBatchDenoiser
     if network is None:
         return [_run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, on_pass, index)
                 for index, cell in enumerate(cells)]
-    return _Coordinator(network, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass).run()
+    return _Coordinator(network, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass, offsets).run()
+
+
+def cell_length(cell: Cell) -> int:
+    """The model calls a cell makes (its sampler's count for its steps; 0 if the settings cannot say)."""
+    sampler = cell.settings.sampler
+    try:
+        return sampler.model_calls(sampler.steps)
+    except Exception:   # noqa: BLE001 -- only an order; the run itself says what is wrong
+        return 0
+
+
+def planned_offsets(cells: Sequence[Cell], rows: int | None = None) -> list[int]:
+    """The first row each cell gets when ``run_cells`` runs them all in one process (without ``offsets``): its
+    schedule replayed, every running cell making one call per pass, the longest waiting cell admitted into the
+    first free run of rows as cells end. Deterministic, so every process of a split grid computes the same."""
+    cells = list(cells)
+    lengths = [max(1, cell_length(cell)) for cell in cells]
+    needs = [cell_rows(cell) for cell in cells]
+    rows = sum(needs) if rows is None else int(rows)
+    waiting = sorted(range(len(cells)), key=lambda i: -lengths[i])
+    running: dict[int, int] = {}   # cell -> its first row
+    left: dict[int, int] = {}      # cell -> calls still to make
+    offsets = [0] * len(cells)
+
+    def admit():
+        while waiting:
+            offset = first_free_rows(running, needs, rows, needs[waiting[0]])
+            if offset is None:
+                return
+            index = waiting.pop(0)
+            running[index] = offsets[index] = offset
+            left[index] = lengths[index]
+
+    admit()
+    while running:
+        for index in list(running):
+            left[index] -= 1
+            if not left[index]:
+                del running[index]
+        admit()
+    return offsets
+
+
+def first_free_rows(running: dict[int, int], needs: Sequence[int], rows: int, need: int) -> int | None:
+    """The first row of the first free run of ``need`` rows among ``running`` cells (cell -> first row), or None."""
+    position = 0
+    for start, index in sorted((start, index) for index, start in running.items()):
+        if start - position >= need:
+            return position
+        position = max(position, start + needs[index])
+    return position if rows - position >= need else None
 
 
 def _cell_settings(settings: RunSettings) -> RunSettings:
@@ -150,8 +210,10 @@ class _Member:
 
 
 class _Coordinator:
-    def __init__(self, denoiser: NetworkDenoiser, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass):
+    def __init__(self, denoiser: NetworkDenoiser, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass,
+                 fixed_offsets=None):
         self.denoiser = denoiser
+        self.fixed_offsets = fixed_offsets   # each cell's rows, fixed (a process's share of a split grid)
         self.cells, self.needs, self.rows = cells, needs, rows
         self.keep_steps, self.cancel, self.on_cell_done, self.on_pass = keep_steps, cancel, on_cell_done, on_pass
         self.outcomes = [CellOutcome() for _ in cells]
@@ -167,11 +229,7 @@ class _Coordinator:
         self.threads = torch.get_num_threads()
 
     def _length(self, index: int) -> int:
-        settings = self.cells[index].settings
-        try:
-            return settings.sampler.model_calls(settings.sampler.steps)
-        except Exception:   # noqa: BLE001 -- only an order; the run itself says what is wrong
-            return 0
+        return cell_length(self.cells[index])
 
     # --- the calling thread --------------------------------------------------------------------------------------
     def run(self) -> list[CellOutcome]:
@@ -210,30 +268,28 @@ class _Coordinator:
         self._asked.clear()
 
     def _admit(self) -> None:
-        """Start waiting cells, in order, while free rows hold the next one's."""
+        """Start waiting cells, in order, while free rows hold the next one's (with fixed offsets: every waiting
+        cell whose own rows are free)."""
+        if self.fixed_offsets is not None:
+            for index in list(self._waiting):
+                start, stop = self.fixed_offsets[index], self.fixed_offsets[index] + self.needs[index]
+                if all(stop <= self._offsets[i] or self._offsets[i] + self.needs[i] <= start for i in self._running):
+                    self._waiting.remove(index)
+                    self._start(index, start)
+            return
         while self._waiting:
-            offset = self._free_offset(self.needs[self._waiting[0]])
+            offset = first_free_rows({i: self._offsets[i] for i in self._running}, self.needs, self.rows,
+                                     self.needs[self._waiting[0]])
             if offset is None:
                 return
-            index = self._waiting.pop(0)
-            self._offsets[index] = offset
-            self._running.add(index)
-            thread = threading.Thread(target=self._cell_thread, args=(index,), name=f"grid-cell-{index}",
-                                      daemon=True)
-            self._threads[index] = thread
-            thread.start()
+            self._start(self._waiting.pop(0), offset)
 
-    def _free_offset(self, need: int) -> int | None:
-        """The first row of the first free run of ``need`` rows (None: none is free)."""
-        position = 0
-        for start in sorted(self._offsets[i] for i in self._running):
-            if start - position >= need:
-                return position
-            position = max(position, start + self.needs[self._index_at(start)])
-        return position if self.rows - position >= need else None
-
-    def _index_at(self, offset: int) -> int:
-        return next(i for i in self._running if self._offsets[i] == offset)
+    def _start(self, index: int, offset: int) -> None:
+        self._offsets[index] = offset
+        self._running.add(index)
+        thread = threading.Thread(target=self._cell_thread, args=(index,), name=f"grid-cell-{index}", daemon=True)
+        self._threads[index] = thread
+        thread.start()
 
     def _finish_done(self) -> None:
         while self._done:

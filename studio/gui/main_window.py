@@ -33,6 +33,7 @@ from .panels.sampler_panel import model_settings_of
 from .recipe_opening import device_choice, open_recipe_png
 from .run_presenter import RunPresenter
 from .run_session import RunSession
+from .study_dock import StudyDock
 from .trust_dialog import open_trusting
 from .worker import RunController
 
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
                                       self.plots_panel, self)
         self.runs = RunSession(self)
         self.loading = ModelLoading(self)   # opening checkpoints off the GUI thread (the dialogs, list, drops)
+        self.study = StudyDock(self)        # quality studies on the open model (the Study dock)
         self.progress_bar.show_no_run()
         self._connect_signals()
         self._default_state = self.saveState(persistence.STATE_VERSION)
@@ -195,6 +197,7 @@ class MainWindow(QMainWindow):
         # Only now that the new model is loaded: a run in progress stops (keeping its steps until the views
         # reset), so a file that fails to open leaves a run undisturbed.
         self.controller.shutdown()
+        self.study.shutdown()
         self._model_opened(source, remember)
         return True
 
@@ -207,6 +210,7 @@ class MainWindow(QMainWindow):
         """Make a loaded denoiser the open model: a run in progress stops (it holds the old one), then the old
         model goes."""
         self.controller.shutdown()
+        self.study.shutdown()
         self.models.denoiser = denoiser
         self._model_opened(source, remember)
 
@@ -341,7 +345,7 @@ class MainWindow(QMainWindow):
         """Enable what applies now: Generate with a model and no run, Cancel during one, exports with steps."""
         running = self.controller.running
         has_model = self.denoiser is not None
-        self.generate_action.setEnabled(has_model and not running)
+        self.generate_action.setEnabled(has_model and not running and not self.study.running)
         self.cancel_action.setEnabled(running or self.loading.busy)
         self.open_action.setEnabled(True)
         self.exports.update()
@@ -447,6 +451,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.loading.shutdown()      # a load in progress is abandoned (its thread drops what it built)
         self.controller.shutdown()   # stop the worker and wait for its thread: no "QThread destroyed while running"
+        self.study.close()           # ...the study's too, and its temporary files go
         self.timeline.stop()
         self.write_settings()
         event.accept()

@@ -21,6 +21,7 @@ from .panels.model_panel import ModelPanel
 from .panels.plots_panel import PlotsPanel
 from .panels.sampler_panel import SamplerPanel
 from .panels.seed_panel import SeedPanel
+from .panels.study_panel import StudyPanel
 from .views.focus_view import FocusView
 from .views.preview_pane import PreviewPane
 from .views.progress_bar import ProgressBar
@@ -218,6 +219,10 @@ def create_docks(window) -> None:
     w.sampler_dock = _dock(w, "samplerDock", "Sampler", w.sampler_panel, left, "samplerScroll", no_taller=True)
     w.seed_dock = _dock(w, "seedDock", "Seed", w.seed_panel, left, "seedScroll", no_taller=True)
     w.plots_dock = _dock(w, "plotsDock", "Plots", w.plots_panel, right)   # its plots shrink (and collapse) instead
+    w.study_panel = StudyPanel()
+    w.study_dock = _dock(w, "studyDock", "Study", w.study_panel, right, "studyScroll")
+    w.tabifyDockWidget(w.plots_dock, w.study_dock)   # a tab behind the plots: the run's plots show first
+    w.plots_dock.raise_()
     w.resizeDocks([w.model_dock, w.plots_dock], [330, 300], Qt.Orientation.Horizontal)
     # the model list asks for the rows it has, not a fixed 192 pixels: on a short screen the card shows with it
     w.model_panel.model_list.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
@@ -226,7 +231,7 @@ def create_docks(window) -> None:
 
 
 def docks(window) -> tuple[QDockWidget, ...]:
-    return window.model_dock, window.sampler_dock, window.seed_dock, window.plots_dock
+    return window.model_dock, window.sampler_dock, window.seed_dock, window.plots_dock, window.study_dock
 
 
 def create_menus(window) -> None:

@@ -45,8 +45,7 @@ class StudyMetrics:
                   ) -> "StudyMetrics":
         """``unavailable``: metric -> why the study's settings rule it out (beside what the model rules out)."""
         card = model.card
-        available = {name: (unavailable or {}).get(name) or _why_not(name, card, kind, reference, judge, mixture)
-                     for name in METRIC_NAMES}
+        available = metric_availability(card, kind, reference, judge, mixture, unavailable)
         if names:
             for name in names:
                 if name not in METRIC_NAMES:
@@ -103,6 +102,12 @@ class StudyMetrics:
             if "frechet" in self.names:
                 out["frechet"] = frechet_distance(self.features(truth), self.features(self.reference))
         return out
+
+
+def metric_availability(card, kind: str, reference=None, judge=None, mixture=None, unavailable=None) -> dict:
+    """Metric -> "" where it can be measured on this model with this data, else why not (one phrase)."""
+    return {name: (unavailable or {}).get(name) or _why_not(name, card, kind, reference, judge, mixture)
+            for name in METRIC_NAMES}
 
 
 def _why_not(name: str, card, kind: str, reference, judge, mixture) -> str:

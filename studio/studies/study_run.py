@@ -22,13 +22,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
 from ..core.errors import SettingsError
-from ..core.shared_calls import Cell, run_cells
+from ..core.shared_calls import Cancelled, Cell, cell_length, cell_rows, planned_offsets, run_cells
 from .study_metrics import StudyMetrics
 from .study_plan import StudyCell
 
@@ -51,6 +52,8 @@ class StudyJob:
     classifier: object | None = None  # classifier guidance's
     mixture_network: object | None = None   # the analytic mixture's exact eps (its ODE reference is exact)
     reference_settings: object | None = None   # the sampler settings of the ODE reference run
+    reference_path: str | None = None    # reference samples for swd / frechet (read by ``prepare_job``)
+    judge: object | None = None          # a classifier class_share counts with (None: the default judge)
     notes: list = field(default_factory=list)
 
 
@@ -87,28 +90,90 @@ def check_folder(job: StudyJob) -> None:
         _write_json(path, job.plan)
 
 
-def run_study(job: StudyJob, progress: bool = True) -> list[dict]:
-    """Run the cells not done yet, then return every cell's row (settings, calls, seconds, metrics)."""
+@dataclass(frozen=True)
+class StudySplit:
+    """This process's place among the processes torchrun started (one process: the default)."""
+    rank: int = 0
+    world_size: int = 1
+    barrier: Callable[[], None] = lambda: None   # every process waits here for the others
+
+    def share(self, cells: list[Cell], rows: int) -> list[int]:
+        """The indices of ``cells`` this process runs: longest first, each to the process with the least work
+        (model calls times rows) so far; the same answer in every process."""
+        load = [0] * self.world_size
+        mine = []
+        for index in sorted(range(len(cells)), key=lambda i: -cell_length(cells[i])):
+            rank = min(range(self.world_size), key=lambda r: (load[r], r))
+            load[rank] += cell_length(cells[index]) * cell_rows(cells[index])
+            if rank == self.rank:
+                mine.append(index)
+        return sorted(mine)
+
+
+def run_study(job: StudyJob, progress: bool = True, *, cancel=None, on_row=None, on_calls=None,
+              on_stage=None, split: StudySplit | None = None) -> list[dict]:
+    """Run the cells not done yet, then return every cell's row (settings, calls, seconds, metrics).
+
+    For a window: ``cancel`` (a threading.Event) stops the study within one model call (raising
+    ``studio.core.shared_calls.Cancelled``; the cells done stay in the folder), ``on_row(row)`` is called as each
+    cell's row is written (and at once for cells done before), ``on_calls(done, total)`` after each shared pass,
+    ``on_stage(text)`` as the ODE reference and the cells start.
+
+    Across processes (``split``): rank 0 makes the ODE reference while the others wait, then each process runs
+    its share of the cells not done, each cell in the rows of the calls one process would have given it
+    (``planned_offsets``), so its samples are a single process's bit for bit (on as many CPU threads); after a
+    last wait every process reads every cell's row."""
     from tqdm import tqdm
 
+    split = split or StudySplit()
     check_folder(job)
     cells_dir = job.out / "cells"
     cells_dir.mkdir(exist_ok=True)
     todo = [cell for cell in job.cells if not (cells_dir / f"{cell.key}.json").is_file()]
-    reference = ode_reference(job, progress) if _needs_reference(job) else None
+    if on_row is not None:
+        for cell in job.cells:
+            if cell not in todo:
+                on_row(json.loads((cells_dir / f"{cell.key}.json").read_text()))
+    reference = None
+    if _needs_reference(job):
+        if on_stage is not None:
+            on_stage("making the ODE reference (the converged solution of the same x_T)")
+        if split.rank == 0:
+            reference = ode_reference(job, progress, cancel)
+        split.barrier()   # (every process has read which cells are done before any cell is written)
+        if split.rank != 0:
+            reference = ode_reference(job, False, cancel)   # rank 0's, read from the folder
+    else:
+        split.barrier()
     if todo:
         rows = shared_rows(job)
         seeds = [job.seed + i for i in range(job.num_samples)]
+        all_cells = [Cell(cell.settings.replace(batch_size=job.num_samples), seeds, job.classifier) for cell in todo]
+        offsets = planned_offsets(all_cells, rows) if split.world_size > 1 else None
+        mine = split.share(all_cells, rows) if split.world_size > 1 else list(range(len(todo)))
+        todo = [todo[i] for i in mine]
         calls = sum(cell.model_calls for cell in todo)
-        done_before = len(job.cells) - len(todo)
+        done_before = len(job.cells) - len(all_cells)
+        if on_stage is not None:
+            on_stage(f"running {len(todo)} cells ({calls} model calls, {rows} rows per shared call)")
         with tqdm(total=calls, desc=f"study ({done_before}/{len(job.cells)} cells done before)", unit="call",
                   file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
             def finished(index, outcome):
-                _write_cell(job, todo[index], outcome, reference)
+                row = _write_cell(job, todo[index], outcome, reference)
+                if on_row is not None:
+                    on_row(row)
 
-            run_cells(job.model, [Cell(cell.settings.replace(batch_size=job.num_samples), seeds, job.classifier)
-                                  for cell in todo],
-                      rows=rows, on_cell_done=finished, on_pass=bar.update)
+            served_so_far = [0]   # (a disabled bar counts nothing)
+
+            def passed(served):
+                bar.update(served)
+                served_so_far[0] += served
+                if on_calls is not None:
+                    on_calls(served_so_far[0], calls)
+
+            run_cells(job.model, [all_cells[i] for i in mine], rows=rows, cancel=cancel, on_cell_done=finished,
+                      on_pass=passed, offsets=None if offsets is None else [offsets[i] for i in mine])
+    split.barrier()
     return [json.loads((cells_dir / f"{cell.key}.json").read_text()) for cell in job.cells]
 
 
@@ -116,7 +181,7 @@ def _needs_reference(job: StudyJob) -> bool:
     return "ode_error" in job.metrics.names and any(cell.deterministic for cell in job.cells)
 
 
-def _write_cell(job: StudyJob, cell: StudyCell, outcome, reference) -> None:
+def _write_cell(job: StudyJob, cell: StudyCell, outcome, reference) -> dict:
     samples = outcome.x.detach().to("cpu", torch.float32).numpy()
     labels = outcome.record.get("class_labels")
     values = job.metrics.measure(samples, labels, reference if cell.deterministic else None)
@@ -132,6 +197,7 @@ def _write_cell(job: StudyJob, cell: StudyCell, outcome, reference) -> None:
         with open(tmp, "wb") as handle:
             np.save(handle, samples)
     _write_json(folder / f"{cell.key}.json", row)
+    return row
 
 
 def _write_json(path: Path, data) -> None:
@@ -139,7 +205,7 @@ def _write_json(path: Path, data) -> None:
         tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
-def ode_reference(job: StudyJob, progress: bool) -> np.ndarray:
+def ode_reference(job: StudyJob, progress: bool, cancel=None) -> np.ndarray:
     """The converged solution of the probability-flow ODE from the study's x_T (made once, kept in the folder):
     the analytic mixture's by RK4 on its exact denoiser, any other model's by a long DPM-Solver++(2M) run."""
     path, about = job.out / "ode-reference.npy", job.out / "ode-reference.json"
@@ -167,6 +233,9 @@ def ode_reference(job: StudyJob, progress: bool) -> np.ndarray:
         started = time.perf_counter()
         x = run.x_T
         for step in run:
+            if cancel is not None and cancel.is_set():
+                run.close()
+                raise Cancelled("the study was cancelled while its ODE reference was made")
             x = step.x_t
         rows = x.detach().to("cpu", torch.float64).reshape(x.shape[0], -1).numpy()
         job.notes.append(f"ODE reference: {REFERENCE_SOLVER} {job.reference_settings.steps} steps "

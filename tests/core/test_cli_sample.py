@@ -437,7 +437,21 @@ def test_from_png_makes_a_sample_again_in_its_row_of_the_call(models, tmp_path):
     assert run_cli("--from-png", png, "--out", tmp_path / "b", "--no-progress")[0] == 0
     assert np.array_equal(np.load(tmp_path / "b" / "samples.npy")[0], wanted)
     assert read_recipe(tmp_path / "b" / "sample_00000.png")["made_in"] == {"batch": 5, "position": 4, "offset": 0}
-    # the control: the same rows per call with the sample in row 0 (--model-batch drops the recorded row)
+    # the control: the same rows per call with the sample in row 0 (--model-batch drops the recorded row): the
+    # same bits only where this CPU's kernels treat row 0 and row 4 of 5 alike (a probe of the network says)
     assert run_cli("--from-png", png, "--model-batch", 5, "--out", tmp_path / "c", "--no-progress")[0] == 0
     moved = np.load(tmp_path / "c" / "samples.npy")[0]
-    assert not np.array_equal(moved, wanted) and np.abs(moved - wanted).max() <= ACROSS_BATCHES
+    assert np.abs(moved - wanted).max() <= ACROSS_BATCHES
+    assert np.array_equal(moved, wanted) == rows_alike(models["unconditional"], 4, 0, 5)
+
+
+def rows_alike(checkpoint, row: int, other: int, rows: int) -> bool:
+    """Whether the network gives the same bits for one input in ``row`` and in ``other`` of a call of ``rows``
+    (on some CPUs a row past the last multiple of the kernel's block goes through another kernel)."""
+    denoiser = open_checkpoint(checkpoint)
+    x = torch.randn(rows, *denoiser.card.data_shape, generator=torch.Generator().manual_seed(0))
+    moved = x.clone()
+    moved[other] = x[row]
+    t = torch.full((rows,), 3)
+    with torch.inference_mode():
+        return torch.equal(denoiser.plain_network(x, t, None)[row], denoiser.plain_network(moved, t, None)[other])

@@ -58,6 +58,8 @@ RUN_HERE = [
 # show it runs that command with those flags). Placeholders (PATH, CHECKPOINT, IMAGE) stand for any such argument.
 RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "studio": ("tests/gui/test_app.py", ["app.main("]),
+    "torchrun --nproc_per_node N -m studio study ...": ("tests/core/test_study.py",
+                                                        ['"torch.distributed.run"', '"study"']),
     "python -m studio": ("tests/core/test_checkpoint_info.py", ['sys.executable, "-m", "studio"']),
     "studio PATH": ("tests/gui/test_app.py", ["app.main([str(path)])"]),
     "studio my-toy2d.safetensors": ("tests/gui/test_app.py", ["app.main([str(path)])"]),
@@ -379,15 +381,22 @@ def gif_frames(path: Path) -> tuple[tuple[int, int], list[int], np.ndarray]:
 # --- what the blocks promise ---------------------------------------------------------------------------------------
 def check_outputs(folder: Path, script: str) -> None:
     if "docs/trajectory.gif" in script:
-        # the GIF the README shows is the one its command makes, every pixel equal (the README: with --network
-        # plain, on the 2-core reference machine; the default auto's traced network moved 1 pixel in 600,000)
+        # the GIF the README shows is the one its command makes, every pixel equal on a CPU with the fingerprint
+        # of the machine that made it (the README: with --network plain; the default auto's traced network moved 1
+        # pixel in 600,000); on another CPU, float rounding moves a few pixels (12 in 2.4 million, measured)
+        from cpu_fingerprint import cpu_fingerprint
+
         assert "--network plain" in script
         size, durations, frames = gif_frames(folder / "docs" / "trajectory.gif")
         shown_size, shown_durations, shown = gif_frames(ROOT / "docs" / "trajectory.gif")
         assert (size, durations) == (shown_size, shown_durations)
         assert frames.shape == shown.shape
         differ = (frames != shown).any(axis=-1)
-        assert np.array_equal(frames, shown), f"{int(differ.sum())} of {differ.size} pixels differ"
+        made_on = json.loads((ROOT / "docs" / "trajectory.gif.json").read_text())["made_on"]
+        if made_on == cpu_fingerprint():
+            assert np.array_equal(frames, shown), f"{int(differ.sum())} of {differ.size} pixels differ"
+        else:
+            assert differ.mean() <= 1e-4, f"{int(differ.sum())} of {differ.size} pixels differ on another CPU"
     if "--from-png out/sample_00003.png --out again" in script:
         batch, again = np.load(folder / "out" / "samples.npy"), np.load(folder / "again" / "samples.npy")
         assert again.shape == (1, *batch.shape[1:]) and np.array_equal(again[0], batch[3])

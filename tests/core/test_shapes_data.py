@@ -66,8 +66,12 @@ def test_an_independent_classifier_tells_the_classes_apart():
     generator pictures (trained fully: ~0.99, the figure in docs/demo-models.md)."""
     from studio.train.shape_judge import train_judge
 
-    torch.set_num_threads(1)
-    judge = train_judge(train_size=1200, test_size=300, steps=120)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # a small network: one thread is faster (the tests after this one get theirs back)
+    try:
+        judge = train_judge(train_size=1200, test_size=300, steps=120)
+    finally:
+        torch.set_num_threads(threads)
     assert judge.accuracy >= 0.8
 
 

@@ -168,3 +168,29 @@ def test_a_diffusers_unet_takes_shared_rows_the_same_way(tmp_path):
         settings, layout = cell_settings_alone(outcome)
         assert torch.equal(outcome.x, final_x(model, settings, cell.seeds, layout))
     assert np.isfinite(outcome.x.numpy()).all()
+
+
+@pytest.mark.parametrize("rows", [6, 9, None])
+def test_the_planned_offsets_are_the_ones_one_process_gives(denoiser, rows):
+    """``planned_offsets`` replays the coordinator's schedule without running it: each cell's recorded rows."""
+    from studio.core.shared_calls import planned_offsets
+
+    cells = mixed_cells()
+    outcomes = run_cells(denoiser, cells, rows=rows)
+    assert planned_offsets(cells, rows) == [outcome.record["row_offset"] for outcome in outcomes]
+
+
+def test_a_process_running_some_cells_at_their_planned_rows_makes_the_same_bits(denoiser):
+    """A split grid: each process runs its share at the rows one process would give them, whatever else runs."""
+    from studio.core.shared_calls import planned_offsets
+
+    cells = mixed_cells()
+    whole = run_cells(denoiser, cells, rows=6)
+    offsets = planned_offsets(cells, 6)
+    for share in ([0, 3], [1, 2]):
+        part = run_cells(denoiser, [cells[i] for i in share], rows=6, offsets=[offsets[i] for i in share])
+        for i, outcome in zip(share, part):
+            assert torch.equal(outcome.x, whole[i].x)
+            assert outcome.record["row_offset"] == whole[i].record["row_offset"]
+    with pytest.raises(SettingsError, match="do not place every cell"):
+        run_cells(denoiser, cells[:1], rows=6, offsets=[5])

@@ -195,3 +195,38 @@ def test_a_reference_file_that_asks_for_terabytes_or_holds_objects_is_one_error(
         assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
 
+
+
+def test_two_processes_write_the_cells_one_process_writes(tmp_path):
+    """torchrun splits the cells across processes; each cell runs in the rows one process gives it, so its
+    samples are a single process's bit for bit (on one CPU thread, as torchrun gives each process), its record
+    the same, and its metrics the same."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import checkpoint_makers as make
+
+    repo = Path(__file__).resolve().parents[2]
+    checkpoint = make.studio_file(tmp_path, *make.unet(), "model.safetensors")
+    args = ["study", "--checkpoint", str(checkpoint), "--samplers", "ddim,euler,heun", "--steps", "3,7",
+            "--eta", "0,1", "--num-samples", "3", "--seed", "5", "--no-progress"]
+    single = subprocess.run([sys.executable, "-m", "studio", *args, "--threads", "1", "--out", str(tmp_path / "one")],
+                            cwd=repo, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "studio"]
+    double = subprocess.run([*launcher, *args, "--out", str(tmp_path / "two")], cwd=repo, capture_output=True,
+                            text=True, timeout=300)
+    assert double.returncode == 0, double.stderr
+    one, two = cells_of(tmp_path / "one"), cells_of(tmp_path / "two")
+    assert list(one) == list(two) and len(one) == 8
+    for key in one:
+        assert (tmp_path / "one" / "cells" / f"{key}.npy").read_bytes() == \
+            (tmp_path / "two" / "cells" / f"{key}.npy").read_bytes(), key
+        assert one[key]["record"] == two[key]["record"]
+        assert one[key]["metrics"] == two[key]["metrics"]
+    offsets = {row["record"]["row_offset"] for row in one.values()}
+    assert len(offsets) > 1   # cells shared calls at several offsets: the split had rows to keep
+    summary = json.loads((tmp_path / "two" / "study.json").read_text())
+    assert summary["processes"]["world_size"] == 2
+    assert (tmp_path / "two" / "study.csv").read_text().count("\n") == 9

@@ -72,6 +72,9 @@ class ScatterView(pg.PlotWidget):
         """Show ``leader``'s plane: its range, its zoom and pan (linked both ways)."""
         self._leader = leader
         plot, other = self.getPlotItem(), leader.getPlotItem()
+        # the leader keeps the aspect; a follower locked too would fight it when the panes differ by a pixel
+        # (an odd centre width), and the two would show different planes
+        plot.getViewBox().setAspectLocked(False)
         plot.setXLink(other)
         plot.setYLink(other)
 
