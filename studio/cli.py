@@ -30,6 +30,7 @@ COMMANDS = {
     "sample": ("studio.commands.sample", "sample from a checkpoint headless and write the results to a folder"),
     "invert": ("studio.commands.invert", "DDIM-invert an image to x_T and reconstruct it"),
     "info": ("studio.commands.info", "print a checkpoint's model card"),
+    "grid": ("studio.commands.grid", "final samples over two settings (an X/Y grid), the same noise in every cell"),
     "study": ("studio.commands.study", "compare samplers, step counts and etas on the same seeds, with metrics"),
     "train": ("studio.train.command", "train one of the studio's networks with the DDPM objective"),
 }

@@ -349,8 +349,11 @@ def _counts(args, recipe, base) -> Counts:
     from studio.core.checks import require_int
     from studio.core.recipe import MAX_THREADS
 
-    batch = require_int("--batch", _given(args.batch, DEFAULT_BATCH if recipe is None else 1), 1)
-    num_samples = require_int("--num-samples", _given(args.num_samples, 1 if recipe is not None else batch), 1)
+    # a whole run's recipe (a grid PNG: batch_index null) makes its whole batch again, as one batch
+    recipe_batch = 1 if recipe is None or recipe.get("batch_index") is not None else base.batch_size
+    batch = require_int("--batch", _given(args.batch, DEFAULT_BATCH if recipe is None else recipe_batch), 1)
+    num_samples = require_int("--num-samples", _given(args.num_samples, recipe_batch if recipe is not None
+                                                      else batch), 1)
     if recipe is None:
         model_batch, threads = min(batch, num_samples), None
     else:
@@ -366,7 +369,7 @@ def _recipe_layout(recipe, args):
     does not say (older recipes) or the flags change the rows or the batch (then bits may differ anyway)."""
     from studio.core.recipe import recipe_layout
 
-    if recipe is None or args.model_batch is not None or args.batch not in (None, 1):
+    if recipe is None or args.model_batch is not None or args.batch not in (None, recipe["settings"]["batch_size"]):
         return None
     return recipe_layout(recipe)
 

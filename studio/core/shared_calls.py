@@ -42,8 +42,8 @@ from .models.fixed_batch import FixedBatchClassifier, RowLayout
 from .prediction import Prediction
 from .settings import RunSettings
 
-__all__ = ["Cell", "CellOutcome", "Cancelled", "cell_length", "cell_rows", "cell_settings_alone", "planned_offsets",
-           "run_cells"]
+__all__ = ["Cell", "CellOutcome", "Cancelled", "cell_length", "cell_rows", "cell_settings_alone", "default_rows",
+           "planned_offsets", "run_cells"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,16 @@ def run_cells(denoiser, cells: Sequence[Cell], *, rows: int | None = None, keep_
         return [_run_alone(denoiser, cell, keep_steps, cancel, on_cell_done, on_pass, index)
                 for index, cell in enumerate(cells)]
     return _Coordinator(network, cells, needs, rows, keep_steps, cancel, on_cell_done, on_pass, offsets).run()
+
+
+def default_rows(cells: Sequence[Cell], cap: int = 1024) -> int:
+    """Rows per shared pass when none are asked for: the cells of the most common length side by side (they end
+    together), within ``cap``, never fewer than the largest cell's."""
+    from collections import Counter
+
+    needs = [cell_rows(cell) for cell in cells]
+    same_length = max(Counter(cell_length(cell) for cell in cells).values())
+    return max(max(needs), min(cap, same_length * max(needs)))
 
 
 def cell_length(cell: Cell) -> int:

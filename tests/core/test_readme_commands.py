@@ -58,9 +58,13 @@ RUN_HERE = [
 # show it runs that command with those flags). Placeholders (PATH, CHECKPOINT, IMAGE) stand for any such argument.
 RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "studio": ("tests/gui/test_app.py", ["app.main("]),
+    "studio grid": ("tests/core/test_cli_grid.py", ['run_studio("grid"']),
+    "studio grid --x sampler=ddim,ddpm,heun --y steps=5,10,20 --class 3": (
+        "tests/core/test_cli_grid.py", ["def test_the_readmes_grid_command_runs_as_written"]),
     "torchrun --nproc_per_node N -m studio study ...": ("tests/core/test_study.py",
                                                         ['"torch.distributed.run"', '"study"']),
-    "python -m studio": ("tests/core/test_checkpoint_info.py", ['sys.executable, "-m", "studio"']),
+    "python -m studio": ("tests/gui/test_app.py", ["def test_python_dash_m_studio_opens_the_default_model",
+                                                   'runpy.run_module("studio"']),
     "studio PATH": ("tests/gui/test_app.py", ["app.main([str(path)])"]),
     "studio my-toy2d.safetensors": ("tests/gui/test_app.py", ["app.main([str(path)])"]),
     "studio sample.png": ("tests/gui/test_recipes.py", ["def test_studio_with_a_png_opens_its_model_and_settings"]),
@@ -432,7 +436,8 @@ def test_the_run_and_test_commands_are_where_ci_finds_them():
         assert len(logical_lines(command)) == 1, command
         assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install"), command
     assert marked_command(README_TEXT, RUN_MARKER).endswith("studio sample --out out")
-    assert marked_command(README_TEXT, TEST_MARKER).endswith("python -m pytest")
+    # the whole suite (no path, no -k, no -m: nothing left out), one worker per core
+    assert marked_command(README_TEXT, TEST_MARKER).endswith("python -m pytest -n auto --dist loadfile")
     assert sorted(b.marker for b in BLOCKS if b.marker) == sorted([RUN_MARKER, TEST_MARKER])
     assert all(b.page == "README.md" for b in BLOCKS if b.marker), "CI reads the run and test commands in README.md"
 
@@ -644,3 +649,19 @@ def test_recipes_command_retrains_the_bundled_models_scaled_down(tmp_path, monke
     for name in names:
         card = read_card(tmp_path / "resources" / bundled_by_name(name).filename)
         assert card.format == "studio" and ": 3 steps," in card.description, card.description
+    # a recipe is reproducible: run again from nothing (another folder, no training state to resume), the same
+    # seed gives the same weights bit for bit (the two recipes with random class dropout and the most steps' worth
+    # of randomness per step; the others share their code path)
+    again = tmp_path / "again"
+    (again / "resources").mkdir(parents=True)
+    monkeypatch.setattr(recipes, "resources_dir", lambda: again / "resources")
+    monkeypatch.chdir(again)
+    assert recipes.main(["toy2d", "digits"]) == 0
+    from safetensors.numpy import load_file
+
+    for name in ("toy2d", "digits"):
+        first = load_file(tmp_path / "resources" / bundled_by_name(name).filename)
+        second = load_file(again / "resources" / bundled_by_name(name).filename)
+        assert first.keys() == second.keys() and len(first) > 4
+        for key in first:
+            assert np.array_equal(first[key], second[key]), (name, key)

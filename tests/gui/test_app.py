@@ -65,3 +65,48 @@ def test_the_loading_shell_is_painted_before_the_studio_window_is_built(qtbot):
     assert shell.was_painted and shell.isVisible()
     assert shell.windowTitle() == "Sampling Studio" and shell.objectName() == "startupWindow"
     assert "Loading" in shell.findChild(QLabel, "loadingLabel").text()
+
+
+def test_python_dash_m_studio_opens_the_default_model_and_exits_0_on_close(qtbot, monkeypatch):
+    """The README's `python -m studio`, as written: the package's __main__ with no arguments opens the window with
+    the bundled default model (the settings are this test's fresh ones) and exits 0 when it is closed."""
+    import runpy
+    import sys
+
+    from studio.core.bundled import DEFAULT_MODEL, bundled_by_name
+
+    seen = {}
+
+    def look_then_close():
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMainWindow) and w.isVisible()]
+        studio = [w for w in windows if isinstance(w, MainWindow)]
+
+        def close_all(*_):
+            seen["names"] = [w.card.name if w.card else None for w in studio]
+            for window in windows:
+                window.close()
+
+        if studio and studio[0].loading.busy:
+            studio[0].loading.finished.connect(close_all)
+        else:
+            close_all()
+
+    monkeypatch.setattr(sys, "argv", ["python -m studio"])
+    watcher = _WhenShown(look_then_close)
+    QApplication.instance().installEventFilter(watcher)
+    try:
+        try:
+            runpy.run_module("studio", run_name="__main__")
+            code = None
+        except SystemExit as exit_:
+            code = exit_.code
+    finally:
+        QApplication.instance().removeEventFilter(watcher)
+    assert code == 0
+    assert seen["names"] == [read_default_card_name(bundled_by_name(DEFAULT_MODEL).path)]
+
+
+def read_default_card_name(path) -> str:
+    from studio.core.checkpoints import read_card
+
+    return read_card(path).name
