@@ -437,7 +437,7 @@ def test_the_run_and_test_commands_are_where_ci_finds_them():
         assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install"), command
     assert marked_command(README_TEXT, RUN_MARKER).endswith("studio sample --out out")
     # the whole suite (no path, no -k, no -m: nothing left out), one worker per core
-    assert marked_command(README_TEXT, TEST_MARKER).endswith("python -m pytest -n auto --dist loadfile")
+    assert marked_command(README_TEXT, TEST_MARKER).endswith("python -m pytest -n auto --dist loadfile --no-loadscope-reorder")
     assert sorted(b.marker for b in BLOCKS if b.marker) == sorted([RUN_MARKER, TEST_MARKER])
     assert all(b.page == "README.md" for b in BLOCKS if b.marker), "CI reads the run and test commands in README.md"
 
