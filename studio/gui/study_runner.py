@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 import traceback
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from ..core.engine import resolve_device
 from ..core.shared_calls import Cancelled
-from .cpu_threads import CpuThreads, release_gui_thread_pool
+from .cpu_threads import CpuThreads
 from .worker import CANCELLED, FAILED, FINISHED, describe_failure, release_frames
+from .worker_thread import WorkerThread
 
 
 class StudyWorker(QObject):
@@ -70,8 +71,8 @@ class StudyWorker(QObject):
             self.study_done.emit(number, self.status, self.message)
 
 
-class StudyController(QObject):
-    """Starts a study on a fresh QThread, forwards its signals, cancels and waits."""
+class StudyController(WorkerThread):
+    """Starts a study on a fresh QThread (``WorkerThread``), forwards its signals, cancels and waits."""
 
     stage = Signal(str)
     prepared = Signal(object)
@@ -81,46 +82,19 @@ class StudyController(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._thread: QThread | None = None
-        self._worker: StudyWorker | None = None
-        self._number = 0
         self.last_exception: BaseException | None = None
         self.last_traceback = ""
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
 
     def start(self, job) -> None:
         if self.running:
             raise RuntimeError("a study is already in progress")
-        self._number += 1
-        release_gui_thread_pool()   # this is the GUI thread: see studio.gui.cpu_threads
-        thread = QThread()
-        thread.setObjectName("studyThread")
-        worker = StudyWorker(job, self._number)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
+        worker = StudyWorker(job, self._next_number())
         worker.stage.connect(self._on_stage)
         worker.prepared.connect(self._on_prepared)
         worker.row_ready.connect(self._on_row)
         worker.calls_done.connect(self._on_calls)
         worker.study_done.connect(self._on_done)
-        self._thread, self._worker = thread, worker
-        thread.start()
-
-    def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-
-    def shutdown(self) -> None:
-        """Cancel and block until the thread has ended (at most one model call, or the metric preparation)."""
-        if self._thread is not None:
-            self.cancel()
-            self._finish()
-
-    def _current(self, number: int) -> bool:
-        return number == self._number and self.running
+        self._launch(worker, "studyThread")
 
     @Slot(int, str)
     def _on_stage(self, number: int, text: str) -> None:
@@ -148,14 +122,10 @@ class StudyController(QObject):
             self._finish()
 
     def _finish(self) -> None:
-        thread, worker = self._thread, self._worker
-        thread.quit()
-        thread.wait()   # a QThread destroyed before its thread has ended aborts the program
-        self._thread = self._worker = None
-        self._number += 1   # signals of this study still queued are now stale
+        worker = self._end_thread()
         status, message = (worker.status, worker.message) if worker.status != FAILED or worker.exception \
             else (CANCELLED, "the study was stopped")
         self.last_exception, self.last_traceback = worker.exception, worker.traceback
         release_frames(worker.exception)
-        del worker, thread
+        del worker
         self.finished.emit(status, message)

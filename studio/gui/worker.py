@@ -24,14 +24,15 @@ import traceback
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from ..core.engine import Run, resolve_device
 from ..core.errors import NumericalError, StudioError
 from ..core.preview import to_numpy, to_uint8_tiles
 from ..core.settings import RunSettings
-from .cpu_threads import CpuThreads, release_gui_thread_pool
+from .cpu_threads import CpuThreads
 from .step_previews import WorkerStep, step_previews
+from .worker_thread import WorkerThread
 
 FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
 
@@ -197,74 +198,42 @@ class SamplingWorker(QObject):
             self._steps_done += len(steps)
 
 
-class RunController(QObject):
-    """Starts runs on a fresh QThread, forwards the current run's signals, cancels and waits."""
+class RunController(WorkerThread):
+    """Starts runs on a fresh QThread (``WorkerThread``), forwards the current run's signals, cancels and waits."""
 
     run_ready = Signal(object)
     steps_ready = Signal(object)  # a list of WorkerSteps of the current run, in step order
     run_done = Signal(object)     # emitted once the worker thread has ended
 
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._thread: QThread | None = None
-        self._worker: SamplingWorker | None = None
-        self._number = 0
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def start(self, denoiser, settings: RunSettings, **options) -> None:
         """``options`` go to SamplingWorker (classifier, record_extra, keep_floats)."""
         if self.running:
             raise RuntimeError("a run is already in progress")
-        self._number += 1
-        release_gui_thread_pool()   # this is the GUI thread: see studio.gui.cpu_threads
-        thread = QThread()
-        thread.setObjectName("samplingThread")
-        worker = SamplingWorker(denoiser, settings, self._number, **options)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
+        worker = SamplingWorker(denoiser, settings, self._next_number(), **options)
         worker.run_ready.connect(self._on_ready)
         worker.steps_ready.connect(self._on_steps)
         worker.run_done.connect(self._on_worker_done)
-        self._thread, self._worker = thread, worker
-        thread.start()
-
-    def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-
-    def shutdown(self) -> None:
-        """Cancel and block until the worker thread has ended (it finishes at most one model call)."""
-        if self._thread is None:
-            return
-        self.cancel()
-        self._finish()
+        self._launch(worker, "samplingThread")
 
     @Slot(int, object)
     def _on_ready(self, number: int, info) -> None:
-        if number == self._number and self.running:
+        if self._current(number):
             self.run_ready.emit(info)
 
     @Slot(int, object)
     def _on_steps(self, number: int, steps) -> None:
-        if number == self._number and self.running:
+        if self._current(number):
             self.steps_ready.emit(steps)
 
     @Slot(int, object)
     def _on_worker_done(self, number: int, _outcome) -> None:
-        if number == self._number and self.running:
+        if self._current(number):
             self._finish()
 
     def _finish(self) -> None:
-        """End the thread (its run() has returned or is about to), forget it, report the outcome."""
-        thread, worker = self._thread, self._worker
-        thread.quit()
-        thread.wait()   # a QThread destroyed before its thread has ended aborts the program
-        self._thread = self._worker = None
-        self._number += 1   # signals of this run still in the queue are now stale
+        """End the thread, forget it, report the outcome."""
+        worker = self._end_thread()
         outcome = worker.outcome or RunOutcome(CANCELLED, 0, "the run was stopped")
         release_frames(outcome.exception)   # its thread has ended: no frame of the traceback is running
-        del worker, thread   # the thread has ended: Python may free both here, in the GUI thread
+        del worker   # the thread has ended: Python may free it here, in the GUI thread
         self.run_done.emit(outcome)
