@@ -55,13 +55,14 @@ def test_quick_whole_process_section_compares_studio_sample_with_the_pipelines(t
     """Section 8 on tiny sizes (2 steps, batches 1 and 2, one run of each process): every row is there, the
     ratios are positive numbers and the outputs were compared. Nothing is timed against a goal here."""
     path = tmp_path / "bench.json"
-    assert main(["--quick", "--sections", "8", "--json", str(path)]) == 0
+    assert main(["--quick", "--sections", "8", "--process-ddpm-steps", "3", "--json", str(path)]) == 0
     document = json.loads(path.read_text())
     _check_document(document, {8})
     rows = document["rows"]
-    for pipeline, sampler in (("DDIMPipeline", "DDIM"), ("DDPMPipeline", "DDPM")):
+    for pipeline, sampler, steps in (("DDIMPipeline", "DDIM", 2), ("DDPMPipeline", "DDPM", 3)):
         ratios = [row for row in rows if row["name"].startswith(f"studio sample / {pipeline}, whole processes")]
         assert [row["extra"]["batch"] for row in ratios] == [1, 2]
+        assert {row["extra"]["steps"] for row in ratios} == {steps}   # --process-ddpm-steps reaches DDPM only
         for row in ratios:
             assert row["value"] > 0 and row["goal"] == 0.8 and row["unit"] == "x"
             assert set(row["extra"]["seconds"]) == {"studio", "diffusers"}

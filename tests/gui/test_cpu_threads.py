@@ -80,7 +80,7 @@ sys.path.insert(0, {tests!r})
 import torch
 from PySide6.QtWidgets import QApplication
 from gui_models import tiny_digits
-from studio.gui import MainWindow, worker
+from studio.gui import MainWindow, worker_thread
 from studio.gui.cpu_threads import release_gui_thread_pool
 
 tasks = lambda: set(os.listdir("/proc/self/task"))
@@ -99,7 +99,7 @@ def watched():
         pass
     seen.append((released, bool(pool), not pool & tasks()))   # the pool's threads, ended before the run's began
     return released
-worker.release_gui_thread_pool = watched
+worker_thread.release_gui_thread_pool = watched   # where WorkerThread.start looks it up
 window.run_finished.connect(app.quit)
 window.generate()
 app.exec()
@@ -112,7 +112,7 @@ def test_a_run_starts_only_after_the_gui_thread_has_given_up_its_pool(tmp_path):
     # a fresh process: this test session's main thread already has a pool of its own making
     script = tmp_path / "session.py"
     script.write_text(FRESH_SESSION.format(tests=str(Path(__file__).parent), big=BIG), encoding="utf-8")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "2"}   # an xdist worker has 1
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[(True, True, True)]"
