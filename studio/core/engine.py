@@ -34,6 +34,7 @@ from .checks import require_choice, require_int
 from .choices import DTYPES
 from .errors import NumericalError, SettingsError
 from .acceleration import Acceleration, accelerate
+from .branch import BranchStart, BranchSteps, branch_noise, branch_seeds, plan_branch
 from .guidance import Classifier, gradient_to_sampler, make_predict, rows_per_model_call, uses_classifier_free
 from .models.denoiser import Denoiser
 from .models.fixed_batch import FixedBatchClassifier, FixedBatchDenoiser, RowLayout
@@ -136,6 +137,7 @@ class Run:
         check_window: int | None = None,
         planned_runs: int = 1,
         layout: RowLayout | None = None,
+        branch: BranchStart | None = None,
     ):
         card = denoiser.card
         self.card = card
@@ -148,7 +150,14 @@ class Run:
                 classifier = FixedBatchClassifier(classifier, settings.model_batch, self.layout)
         self.sampler: SamplerSettings = _resolve_sampler(settings, card)
         self.schedule = denoiser.schedule
-        self.timesteps: np.ndarray = self.sampler.timestep_list(card.num_train_timesteps, denoiser.schedule)
+        self.branch, self.branch_plan = branch, None
+        if branch is None:
+            self.timesteps: np.ndarray = self.sampler.timestep_list(card.num_train_timesteps, denoiser.schedule)
+        else:   # the branch's own steps (studio.core.branch)
+            self.branch_plan = plan_branch(branch, self.sampler, card, denoiser.schedule, settings.batch_size)
+            self.timesteps = self.branch_plan.timesteps
+            if seeds is None:
+                seeds = branch_seeds(branch, settings.seed)
         self.seeds = list(seeds) if seeds is not None else sample_seeds(settings.seed, settings.batch_size)
         for s in self.seeds:
             sample_seeds(int(s), 1)
@@ -170,22 +179,31 @@ class Run:
         rows = rows_per_model_call(settings.guidance, len(self.seeds))
         probe_rows = getattr(denoiser, "model_batch", 0) or rows
         require_int("planned_runs", planned_runs, 1)
-        network_calls = self.sampler.model_calls(len(self.timesteps)) * math.ceil(rows / probe_rows) * planned_runs
+        calls = self.sampler.model_calls(len(self.timesteps)) + self.replayed_model_calls
+        network_calls = calls * math.ceil(rows / probe_rows) * planned_runs
         self.acceleration: Acceleration = accelerate(denoiser, settings.network, batch_size=probe_rows,
                                                      calls=network_calls)
         if classifier is not None and hasattr(classifier, "to"):
             classifier.to(self.device)
-        self._predict = self._build_predict(denoiser, classifier)
-        self.noise = SampleNoise(self.seeds, card.data_shape, self.device, on_device=settings.noise_device == "device")
+        self._predict = self._build_predict(denoiser, classifier, settings, self.class_labels)
+        on_device = settings.noise_device == "device"
         expected = (len(self.seeds), *card.data_shape)
-        if x_T is None:
-            x_T = self.noise.draw()
-        elif tuple(x_T.shape) != expected:
+        if branch is not None:
+            self._steps: Iterator[Step] = self._branch_steps(denoiser, classifier, on_device)
+            x_T = branch.x_t   # the branch starts from the parent's x_t at its step
+        else:
+            self.noise = SampleNoise(self.seeds, card.data_shape, self.device, on_device=on_device)
+            if x_T is None:
+                x_T = self.noise.draw()
+        if tuple(x_T.shape) != expected:
             raise SettingsError(f"x_T must have shape {expected}, got {tuple(x_T.shape)}")
         self.x_T = x_T.to(self.device, torch.float32)
         # one context object for the whole run: entering it costs less than building one per step
-        self._grad_mode = torch.no_grad() if settings.guidance.kind == "classifier" else torch.inference_mode()
-        self._steps: Iterator[Step] = self.sampler.run(self._predict, self.schedule, self.timesteps, self.x_T, self.noise)
+        grad = settings.guidance.kind == "classifier" or (
+            branch is not None and branch.parent_settings.guidance.kind == "classifier")
+        self._grad_mode = torch.no_grad() if grad else torch.inference_mode()
+        if branch is None:
+            self._steps = self.sampler.run(self._predict, self.schedule, self.timesteps, self.x_T, self.noise)
         require_int("check_window", check_window, 1, optional=True)
         self.check_window = check_window or (1 if self.device.type == "cpu" else ACCELERATOR_CHECK_WINDOW)
         self._checked: deque[Step] = deque()   # computed and found finite, not yet handed out
@@ -193,15 +211,37 @@ class Run:
         self.steps_done = 0
         self.finished = False
 
-    def _build_predict(self, denoiser: Denoiser, classifier):
+    @property
+    def replayed_model_calls(self) -> int:
+        """Model calls a branch makes again to rebuild its parent's first steps (replay mode), else 0."""
+        plan = self.branch_plan
+        if plan is None or plan.mode != "replay":
+            return 0
+        return self.sampler.model_calls(plan.parent_steps) - self.sampler.model_calls(len(plan.timesteps))
+
+    def _branch_steps(self, denoiser: Denoiser, classifier, on_device: bool) -> BranchSteps:
+        """A branch's steps: the replay (if any) under the parent's guidance and class, then the branch's own."""
+        branch, plan = self.branch, self.branch_plan
+        noise, parent_noise = branch_noise(branch, plan, self.seeds, self.card.data_shape, self.device, on_device)
+        self.noise = noise
+        parent_predict = None
+        if plan.mode == "replay":
+            parent = branch.parent_settings
+            labels = class_labels_for(self.card, parent, len(self.seeds),
+                                      offsets=[s - parent.seed for s in branch.parent_seeds])
+            parent_predict = self._build_predict(denoiser, classifier, parent, labels)
+        return BranchSteps(plan, self.sampler, self.schedule, branch, predict=self._predict,
+                           parent_predict=parent_predict, noise=noise, parent_noise=parent_noise, device=self.device)
+
+    def _build_predict(self, denoiser: Denoiser, classifier, settings: RunSettings, class_labels):
         labels = None
-        if self.class_labels is not None:
-            labels = torch.tensor(self.class_labels, dtype=torch.long, device=self.device)
+        if class_labels is not None:
+            labels = torch.tensor(class_labels, dtype=torch.long, device=self.device)
         card = self.card
         null = None
         if card.null_class is not None:
             null = torch.full((len(self.seeds),), card.null_class, dtype=torch.long, device=self.device)
-        guidance = self.settings.guidance
+        guidance = settings.guidance
         model_labels = labels if card.conditional else None
         if guidance.kind == "classifier" and null is not None:
             model_labels = null  # classifier guidance steers the unconditional model
@@ -272,7 +312,17 @@ class Run:
             "dtype": str(self.dtype).replace("torch.", ""),
             **({"threads": self.cpu_threads} if self.cpu_threads is not None else {}),
             **({"made_in": self.layout.to_dict()} if self.layout is not None else {}),
+            **({"branch": self._branch_record()} if self.branch is not None else {}),
         }
+
+    def _branch_record(self) -> dict:
+        branch, plan = self.branch, self.branch_plan
+        steps = self._steps
+        difference = getattr(steps, "replay_difference", None)
+        return {"at_step": branch.at_step, "mode": plan.mode, "parent_steps": plan.parent_steps,
+                "replayed_model_calls": self.replayed_model_calls,
+                **({"replay_difference": difference} if difference is not None else {}),
+                **({"parent": branch.parent} if branch.parent is not None else {})}
 
 
 def _first_non_finite(steps: list[Step]) -> tuple[int | None, str]:

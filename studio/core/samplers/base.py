@@ -61,6 +61,10 @@ class SamplerSettings:
     # True: the sampler applies a classifier gradient handed to it in Prediction.guidance_grad (guided-diffusion's
     # rule for its own models); every other sampler gets classifier guidance folded into eps before it sees it
     applies_classifier_gradient: ClassVar[bool] = False
+    # True: x_t after a step is the sampler's whole state, so a run can start at any step from a stored x_t and a
+    # timestep list (``run(..., start=k)``) and take an explicit timestep list; the others keep a history (past
+    # predictions) or a scaled x, and a branch replays them (studio.core.branch)
+    resumes_from_x_t: ClassVar[bool] = False
     steps: int = 50
     spacing: str = "leading"
     timesteps: tuple[int, ...] | None = None   # an explicit list overrides steps and spacing
@@ -122,6 +126,11 @@ class SamplerSettings:
         """The model calls (NFE) a run of ``num_steps`` solver steps makes: one per step unless a solver says
         otherwise (guidance's doubled batch is still one call)."""
         return num_steps
+
+    def noise_draws(self, steps_done: int, num_steps: int) -> int:
+        """The noise draws per sample the first ``steps_done`` steps of a ``num_steps``-step run make (x_T's own
+        draw not counted): where a sample's noise stream stands after them. A deterministic sampler draws none."""
+        return 0
 
     def x0_clip(self) -> X0Clip:
         return X0Clip(

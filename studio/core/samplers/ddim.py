@@ -52,6 +52,7 @@ class DDIMSettings(SamplerSettings):
 
     name = "ddim"
     applies_classifier_gradient = True   # guided-diffusion's condition_score, below
+    resumes_from_x_t = True
     steps: int = 50
     eta: float = 0.0
     sigma_kind: str = "eta"
@@ -80,11 +81,16 @@ class DDIMSettings(SamplerSettings):
     def deterministic(self) -> bool:
         return self.sigma_kind == "eta" and self.eta == 0.0
 
+    def noise_draws(self, steps_done: int, num_steps: int) -> int:
+        if self.sigma_kind == "eta":
+            return steps_done if self.eta > 0.0 else 0
+        return min(steps_done, num_steps - 1)   # sigma-hat adds none at the last step
+
     def run(self, predict: Predict, schedule: NoiseSchedule, timesteps: np.ndarray, x_T: torch.Tensor,
-            noise: SampleNoise) -> Iterator[Step]:
-        """Sample with resolved settings (see ``resolve``)."""
+            noise: SampleNoise, start: int = 0) -> Iterator[Step]:
+        """Sample with resolved settings (see ``resolve``); ``start`` > 0: x_T is x after that many steps."""
         return ddim_sample(predict, schedule, timesteps, x_T, noise, self.eta, self.sigma_kind, self.x0_clip(),
-                           self.set_alpha_to_one, self.use_clipped_model_output)
+                           self.set_alpha_to_one, self.use_clipped_model_output, start)
 
 
 def ddim_sample(
@@ -98,7 +104,9 @@ def ddim_sample(
     clip: X0Clip = X0Clip(),
     set_alpha_to_one: bool = True,
     use_clipped_model_output: bool = False,
+    start: int = 0,
 ) -> Iterator[Step]:
+    """``start``: the steps already taken; ``x_T`` is then x at ``timesteps[start]`` (a run resumed there)."""
     final_alpha_bar = 1.0 if set_alpha_to_one else float(schedule.alpha_bar32[0])
     coef = ddim_coefficients(schedule, timesteps, eta, final_alpha_bar, sigma_kind)
     rederive_eps = bool(use_clipped_model_output) and clip.active
@@ -106,7 +114,8 @@ def ddim_sample(
     ts = [int(t) for t in timesteps]
     num_steps = len(ts)
     x = x_T
-    for index, t in enumerate(ts):
+    for index in range(start, num_steps):
+        t = ts[index]
         last = index == num_steps - 1
         pred = predict(x, t)
         x0 = pred.x0 if clip_x0 is None else clip_x0(pred.x0)

@@ -41,6 +41,7 @@ class DDPMSettings(SamplerSettings):
 
     name = "ddpm"
     applies_classifier_gradient = True   # guided-diffusion's condition_mean, below
+    resumes_from_x_t = True
     steps: int = 1000
     variance_type: str | None = None
 
@@ -60,10 +61,13 @@ class DDPMSettings(SamplerSettings):
             )
         return resolved
 
+    def noise_draws(self, steps_done: int, num_steps: int) -> int:
+        return min(steps_done, num_steps - 1)   # none at the last step
+
     def run(self, predict: Predict, schedule: NoiseSchedule, timesteps: np.ndarray, x_T: torch.Tensor,
-            noise: SampleNoise) -> Iterator[Step]:
-        """Sample with resolved settings (see ``resolve``)."""
-        return ddpm_sample(predict, schedule, timesteps, x_T, noise, self.variance_type, self.x0_clip())
+            noise: SampleNoise, start: int = 0) -> Iterator[Step]:
+        """Sample with resolved settings (see ``resolve``); ``start`` > 0: x_T is x after that many steps."""
+        return ddpm_sample(predict, schedule, timesteps, x_T, noise, self.variance_type, self.x0_clip(), start)
 
 
 def ddpm_sample(
@@ -74,14 +78,17 @@ def ddpm_sample(
     noise: SampleNoise,
     variance_type: str = "fixed_small",
     clip: X0Clip = X0Clip(),
+    start: int = 0,
 ) -> Iterator[Step]:
+    """``start``: the steps already taken; ``x_T`` is then x at ``timesteps[start]`` (a run resumed there)."""
     coef = ddpm_coefficients(schedule, timesteps)
     fixed_std = {"fixed_small": coef.std_fixed_small, "fixed_large": coef.std_fixed_large}.get(variance_type)
     clip_x0 = clip.function()
     ts = [int(t) for t in timesteps]
     num_steps = len(ts)
     x = x_T
-    for index, t in enumerate(ts):
+    for index in range(start, num_steps):
+        t = ts[index]
         last = index == num_steps - 1
         pred = predict(x, t)
         x0 = pred.x0 if clip_x0 is None else clip_x0(pred.x0)

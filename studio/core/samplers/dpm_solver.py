@@ -161,6 +161,9 @@ class DPMSolverSettings(SamplerSettings):
                                 "settings.resolve(card).timestep_list(T)")
         return plan.sigmas
 
+    def noise_draws(self, steps_done: int, num_steps: int) -> int:
+        return steps_done if self.stochastic else 0   # the SDE variant draws at every step, the last included
+
     def run(self, predict: Predict, schedule: NoiseSchedule, timesteps: np.ndarray, x_T: torch.Tensor,
             noise: SampleNoise) -> Iterator[Step]:
         """Sample with resolved settings (see ``resolve``)."""

@@ -75,6 +75,9 @@ class EulerAncestralSettings(SigmaSolverSettings):
     name = "euler_a"
     reference = "diffusers' EulerAncestralDiscreteScheduler"
 
+    def noise_draws(self, steps_done: int, num_steps: int) -> int:
+        return min(steps_done, num_steps - 1)   # sigma_up is 0 only on the last step (down to sigma 0)
+
     def run(self, predict: Predict, schedule: NoiseSchedule, timesteps: np.ndarray, x_T: torch.Tensor,
             noise: SampleNoise) -> Iterator[Step]:
         """Sample with resolved settings (see ``resolve``)."""
