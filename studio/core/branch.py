@@ -33,9 +33,6 @@ from .noise import SampleNoise
 from .samplers import SamplerSettings, Step, settings_from_dict
 from .settings import RunSettings
 
-MODES = ("resume", "replay", "restart")
-
-
 @dataclass(frozen=True)
 class BranchStart:
     """Where a branch starts: the parent's settings as it ran (its record's, sampler resolved), its seeds, the
