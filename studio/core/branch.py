@@ -30,7 +30,7 @@ import torch
 
 from .errors import SettingsError
 from .noise import SampleNoise
-from .samplers import SamplerSettings, Step, settings_from_dict
+from .samplers import SamplerSettings, Step
 from .settings import RunSettings
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ class BranchPlan:
 
 def plan_branch(start: BranchStart, sampler: SamplerSettings, card, schedule, batch: int) -> BranchPlan:
     """The plan of a branch with resolved ``sampler`` settings; SettingsError names what does not fit."""
-    parent_sampler = start.parent_settings.sampler
-    parent_sampler = settings_from_dict(parent_sampler.to_dict()).resolve(card)
+    parent_sampler = start.parent_settings.sampler.resolve(card)   # as recorded: resolving again changes nothing
     parent_list = parent_sampler.timestep_list(card.num_train_timesteps, schedule)
     steps, k = len(parent_list), start.at_step
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
