@@ -63,6 +63,12 @@ def _add_model_arguments(model) -> None:
     model.add_argument("--allow-changed-checkpoint", dest="allow_changed", action="store_true",
                        help="with --from-png: sample even if the checkpoint's sha256 is not the recipe's (the "
                             "file changed since the PNG was made; the samples will differ)")
+    model.add_argument("--branch-from", dest="branch_from", default=None, metavar="RUN_DIR",
+                       help="branch from a run folder written with --trajectory: start from its x_t after --at-step "
+                            "K and finish under the flags given (unset: the parent's settings; the parent's own "
+                            "settings make its remaining steps again, bit for bit). docs/engine.md")
+    model.add_argument("--at-step", dest="at_step", type=int, default=None, metavar="K",
+                       help="with --branch-from: the parent's step to branch from (0: from x_T)")
     add_trust_argument(model)
 
 
@@ -192,6 +198,7 @@ class SampleJob:
     requested_device: str = "auto"   # as asked; settings.device is this process's own (cuda:LOCAL_RANK)
     threads: int | None = None       # torch's CPU threads while sampling (None: the process's own)
     layout: object | None = None     # a recipe's RowLayout: the rows its sample was computed in
+    branch: object | None = None     # a ParentFolder or ParentRecipe (branch_parent.py): where a branch starts
 
     @property
     def card(self):
@@ -216,11 +223,17 @@ def plan(args, layout) -> SampleJob:
     from studio.core.export import ensure_folder
 
     recipe, base = _read_recipe(args.from_png)
+    branch = _branch_parent(args, recipe)
+    parent_folder = branch if hasattr(branch, "folder") else None
+    if parent_folder is not None:   # the parent's run.json plays the recipe's part: settings, checkpoint, classifier
+        recipe, base = parent_folder.record, parent_folder.settings
     source = _checkpoint_source(args, recipe)
-    card = _checked_card(source, args, recipe, layout)
+    card = _checked_card(source, args, None if parent_folder else recipe, layout)
+    if parent_folder is not None:
+        parent_folder.check_model(card, source)
     guidance, classifier_source = _guidance_and_classifier(args, card, recipe, base)
     class_label = _class_label(args, card, base, guidance)
-    counts = _counts(args, recipe, base)
+    counts = _branch_counts(args, parent_folder) if parent_folder else _counts(args, recipe, base)
     requested_device = args.device or (base.device if base is not None else "auto")
     settings = _run_settings(args, card, base, guidance, class_label, counts, layout.device(requested_device))
     _check_against_model(card, settings, counts.num_samples)
@@ -232,8 +245,45 @@ def plan(args, layout) -> SampleJob:
         out=ensure_folder(args.out), checkpoint=source, classifier_source=classifier_source,
         trajectory=args.trajectory, animations=animations, animation_options=options, png_scale=args.png_scale,
         progress=args.progress, recipe_source=str(Path(args.from_png).resolve()) if args.from_png else None,
-        requested_device=requested_device, threads=counts.threads, layout=_recipe_layout(recipe, args),
+        requested_device=requested_device, threads=counts.threads,
+        layout=None if parent_folder else _recipe_layout(recipe, args), branch=branch,
     )
+
+
+def _branch_parent(args, recipe):
+    """Where a branch starts: --branch-from's folder, a branch PNG's parent recipe, or None (no branch)."""
+    from studio.core.errors import SettingsError
+
+    from .branch_parent import ParentFolder, ParentRecipe
+
+    if args.branch_from is not None:
+        if args.from_png is not None:
+            raise SettingsError("--branch-from and --from-png do not go together: give one")
+        return ParentFolder.read(args.branch_from, args.at_step)
+    if args.at_step is not None:
+        raise SettingsError("--at-step goes with --branch-from RUN_DIR")
+    if recipe is not None and "branch" in recipe:
+        return ParentRecipe.of(recipe, args.from_png)
+    return None
+
+
+def _branch_counts(args, parent) -> Counts:
+    """A branch keeps its parent's samples and batches, in the rows and on the threads the parent used."""
+    from studio.core.checks import require_int
+    from studio.core.errors import SettingsError
+    from studio.core.recipe import MAX_THREADS
+
+    settings = parent.settings
+    for flag, given, kept in (("--num-samples", args.num_samples, parent.num_samples),
+                              ("--batch", args.batch, settings.batch_size)):
+        if given is not None and given != kept:
+            raise SettingsError(f"{flag} {given}: a branch keeps its parent's samples and batches ({kept})")
+    model_batch = require_int("--model-batch", _given(args.model_batch, parent.record.get("model_batch",
+                                                                                          settings.model_batch)),
+                              0, hint=" (0: each batch as it is)")
+    threads = require_int("--threads", _given(args.threads, parent.record.get("threads")), 1, MAX_THREADS,
+                          optional=True)
+    return Counts(parent.num_samples, settings.batch_size, model_batch, threads)
 
 
 def _read_recipe(png: str | None):
@@ -590,7 +640,7 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool, notes: bool 
     from studio.core.engine import Run
 
     settings = job.settings
-    num_steps = len(settings.sampler.timestep_list(job.card.num_train_timesteps))
+    num_steps = _num_steps(job)
     part = _empty_part(job, list(indices), num_steps)
     units = work_units(part.indices, settings.batch_size)
     with tqdm(total=len(units) * num_steps, desc="sampling", unit="step", file=sys.stderr,
@@ -598,8 +648,10 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool, notes: bool 
         for number, unit in enumerate(units):
             seeds = [settings.seed + part.indices[p] for p in unit.positions]
             # planned_runs: the network auto sets up is reused by the batches after this one, so they count
+            branch = None if job.branch is None else job.branch.start_for(
+                job, [part.indices[p] for p in unit.positions])
             run = Run(job.model, settings.replace(batch_size=len(seeds)), seeds=seeds, classifier=job.classifier,
-                      planned_runs=len(units) - number, layout=job.layout)
+                      planned_runs=len(units) - number, layout=job.layout, branch=branch)
             if notes and run.acceleration.fell_back:
                 bar.write(f"note: {run.acceleration.note}; the run goes on with the plain network", file=sys.stderr)
                 notes = False
@@ -610,6 +662,15 @@ def sample_part(job: SampleJob, indices: list[int], progress: bool, notes: bool 
             if job.card.data_kind == "image":
                 _write_pngs(job, part, unit, record)
     return part
+
+
+def _num_steps(job: SampleJob) -> int:
+    """The steps each batch's run makes (a branch's: its own, below the parent's step)."""
+    if job.branch is not None:
+        from .branch_parent import branch_timesteps
+
+        return len(branch_timesteps(job.branch, job))
+    return len(job.settings.sampler.timestep_list(job.card.num_train_timesteps))
 
 
 def _empty_part(job: SampleJob, indices: list[int], num_steps: int) -> SampledPart:
@@ -690,6 +751,8 @@ def run_json(job: SampleJob, part: SampledPart, files: list[str], processes: dic
     )
     if job.recipe_source is not None:
         record["from_png"] = job.recipe_source
+    if "branch" in record:   # the parent as a whole, not the first batch's record
+        record["branch"] = {**record["branch"], "parent": job.branch.describe()}
     if processes is not None:
         record["distributed"] = processes
     return record

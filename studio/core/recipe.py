@@ -102,9 +102,28 @@ def recipe_for_sample(run_record: dict, batch_index: int, sample_index: int | No
     # where its rows sat in the model calls: a run that was itself made from a recipe passes its own on
     made_in = run_record.get("made_in") or {"batch": len(seeds), "position": int(batch_index),
                                             "offset": int(run_record.get("row_offset", 0))}
-    return _recipe(run_record, settings, seed=seed, run_seed=run_record["settings"].get("seed"),
-                   batch_index=int(batch_index if sample_index is None else sample_index), class_label=label,
-                   made_in=made_in)
+    recipe = _recipe(run_record, settings, seed=seed, run_seed=run_record["settings"].get("seed"),
+                     batch_index=int(batch_index if sample_index is None else sample_index), class_label=label,
+                     made_in=made_in)
+    if "branch" in run_record:
+        recipe["branch"] = _branch_of_sample(run_record["branch"], batch_index, sample_index)
+    return recipe
+
+
+def _branch_of_sample(branch: dict, batch_index: int, sample_index: int | None) -> dict:
+    """A branch sample's recipe entry: the step it branched at and its parent sample's own recipe (made from the
+    parent batch's record, or carried over from the recipe the branch was made from)."""
+    parent = branch.get("parent") or {}
+    if "record" in parent:
+        parent_recipe = recipe_for_sample(parent["record"], batch_index, sample_index)
+    elif "recipe" in parent:
+        parent_recipe = parent["recipe"]
+    else:
+        raise SettingsError("a branch's record names no parent to make its recipe from")
+    entry = {key: branch[key] for key in ("at_step", "mode") if key in branch}
+    if "run" in parent:
+        entry["parent_run"] = parent["run"]
+    return {**entry, "parent_recipe": parent_recipe}
 
 
 def recipe_for_run(run_record: dict) -> dict:
@@ -153,6 +172,10 @@ def describe_recipe(recipe: dict) -> str:
     guidance = settings.get("guidance", {})
     if guidance.get("kind", "none") != "none":
         parts.append(f"{guidance['kind'].replace('_', '-')} guidance {guidance['scale']:g}")
+    if "branch" in recipe:
+        parent = recipe["branch"]["parent_recipe"].get("settings", {}).get("sampler", {})
+        parts.append(f"branched at step {recipe['branch']['at_step']} of a {str(parent.get('sampler', '?')).upper()} "
+                     f"{parent.get('steps', '?')}-step run")
     parts.append(f"{recipe.get('device')} {recipe.get('dtype')}")
     return " | ".join(parts)
 
@@ -205,6 +228,9 @@ _FIELD_TYPES = {
     "step": (lambda v: v is None or _is_int(v), "an integer or null"),
     "class_label": (lambda v: v is None or _is_int(v) or isinstance(v, str), "a class index or null"),
     "data": (lambda v: isinstance(v, dict), "an object"),
+    "branch": (lambda v: isinstance(v, dict) and _is_int(v.get("at_step")) and v["at_step"] >= 0
+               and isinstance(v.get("parent_recipe"), dict),
+               "an object with the step it branched at (at_step) and its parent's recipe (parent_recipe)"),
 }
 
 
