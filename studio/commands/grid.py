@@ -179,14 +179,18 @@ def cell_name(row: int, column: int) -> str:
 
 
 def _picture(grid: GridPlan, samples):
-    """A cell's samples as one picture: an image model's tiles in a grid, a vector model's as dots."""
+    return cell_picture(grid.card, samples)
+
+
+def cell_picture(card, samples):
+    """A cell's samples as one picture: an image model's tiles in a grid, a vector model's as dots (the window's
+    X/Y grid dialog draws its cells with it too)."""
     import numpy as np
 
     from studio.core.export import image_pixels
     from studio.core.export.labelled_grid import scatter_picture
     from studio.core.preview import make_grid
 
-    card = grid.card
     if card.data_kind == "image":
         pixels = image_pixels(samples, card.value_range)
         tiles = pixels if pixels.ndim == 4 else np.repeat(pixels[..., None], 3, axis=-1)

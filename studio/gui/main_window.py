@@ -28,6 +28,7 @@ from ..core.settings import RunSettings
 from . import persistence, window_layout
 from .classifiers import ClassifierChoice
 from .cpu_threads import prepare_gui_thread
+from .grid_dialog import grid_running, shutdown_grid
 from .model_loading import ModelLoading, open_failed_text, release_freed_memory
 from .panels.sampler_panel import model_settings_of
 from .recipe_opening import device_choice, open_recipe_png
@@ -345,7 +346,8 @@ class MainWindow(QMainWindow):
         """Enable what applies now: Generate with a model and no run, Cancel during one, exports with steps."""
         running = self.controller.running
         has_model = self.denoiser is not None
-        self.generate_action.setEnabled(has_model and not running and not self.study.running)
+        self.generate_action.setEnabled(has_model and not running and not self.study.running
+                                        and not grid_running(self))
         self.cancel_action.setEnabled(running or self.loading.busy)
         self.open_action.setEnabled(True)
         self.exports.update()
@@ -452,6 +454,7 @@ class MainWindow(QMainWindow):
         self.loading.shutdown()      # a load in progress is abandoned (its thread drops what it built)
         self.controller.shutdown()   # stop the worker and wait for its thread: no "QThread destroyed while running"
         self.study.close()           # ...the study's too, and its temporary files go
+        shutdown_grid(self)          # ...and an X/Y grid's
         self.timeline.stop()
         self.write_settings()
         event.accept()

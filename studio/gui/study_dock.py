@@ -108,6 +108,9 @@ class StudyDock(QObject):
         if window.controller.running:
             panel.status_label.setText("a run is in progress: cancel it or let it end, then start the study")
             return
+        if getattr(window, "grid_dialog", None) is not None and window.grid_dialog.running:
+            panel.status_label.setText("an X/Y grid is in progress: cancel it or let it end, then start the study")
+            return
         try:
             job = self.make_job()
         except StudioError as exc:
@@ -156,22 +159,11 @@ class StudyDock(QObject):
     # --- a cell as a run -------------------------------------------------------------------------------------------
     def open_cell(self, row: dict) -> None:
         """The cell's settings, seeds and rows into the panels, and Generate: its samples, bit for bit."""
-        from ..core.models.fixed_batch import RowLayout
-
         window = self.window
         if self.running or window.controller.running:
             self.panel.status_label.setText(f"{row['key']}: wait for the study or run in progress to end")
             return
-        record = row["record"]
-        try:
-            settings = RunSettings.from_dict(record["settings"])
-            layout = RowLayout(offset=int(record.get("row_offset", 0)))
-        except (StudioError, KeyError, TypeError, ValueError) as exc:
-            window.show_error(f"cell {row.get('key')} cannot be opened: {exc}")
-            return
-        window.apply_settings(settings, exact_sampler=True, threads=record.get("threads"), layout=layout)
-        window.generate()
-        window.status_label.setText(f"study cell {row['key']}: its settings and seeds, run again")
+        run_cell_again(window, row["record"], f"study cell {row.get('key')}")
 
     # --- exports ---------------------------------------------------------------------------------------------------
     def export_plot(self, path: str | Path) -> Path:
@@ -221,6 +213,24 @@ class StudyDock(QObject):
             self.window.show_error(f"could not export to {path}: {exc}")
             return
         self.panel.status_label.setText(f"wrote {written}")
+
+
+def run_cell_again(window, record: dict, name: str) -> bool:
+    """A cell of shared model calls (a study's, an X/Y grid's) as a run in the window: its record's settings,
+    seeds, rows per call, row offset and CPU threads into the panels, and Generate: its samples, bit for bit.
+    False, with a message, when the record cannot be read."""
+    from ..core.models.fixed_batch import RowLayout
+
+    try:
+        settings = RunSettings.from_dict(record["settings"])
+        layout = RowLayout(offset=int(record.get("row_offset", 0)))
+    except (StudioError, KeyError, TypeError, ValueError) as exc:
+        window.show_error(f"{name} cannot be opened: {exc}")
+        return False
+    window.apply_settings(settings, exact_sampler=True, threads=record.get("threads"), layout=layout)
+    window.generate()
+    window.status_label.setText(f"{name}: its settings and seeds, run again")
+    return True
 
 
 def _write_svg(widget, path: Path) -> None:

@@ -68,10 +68,18 @@ def create_actions(window) -> None:
                                 "Sample a batch (Ctrl+Enter)")
     w.cancel_action = _action(w, "cancelAction", "&Cancel", w.cancel, ["Esc"],
                               "Stop the run after the model call in progress; the steps done stay (Esc)")
+    w.grid_action = _action(w, "gridAction", "X/Y &grid…", lambda: _open_grid(w),
+                            tip="Final samples over two settings, the same noise in every cell")
     _create_timeline_actions(w)
     w.reset_layout_action = _action(w, "resetLayoutAction", "&Reset layout", w.reset_layout,
                                     tip="Put every panel back where it started")
     w.about_action = _action(w, "aboutAction", "&About Sampling Studio", w.about)
+
+
+def _open_grid(window) -> None:
+    from .grid_dialog import open_grid_dialog
+
+    open_grid_dialog(window)
 
 
 def _create_timeline_actions(w) -> None:
@@ -245,6 +253,8 @@ def create_menus(window) -> None:
     file_menu.addAction(w.quit_action)
     run_menu = bar.addMenu("&Run")
     run_menu.addActions([w.generate_action, w.cancel_action])
+    run_menu.addSeparator()
+    run_menu.addAction(w.grid_action)
     run_menu.addSeparator()
     run_menu.addActions([w.play_action, w.back_action, w.forward_action, w.first_action, w.last_action])
     view_menu = bar.addMenu("&View")

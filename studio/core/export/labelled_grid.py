@@ -19,7 +19,9 @@ MIN_CELL = 64     # a cell picture smaller than this is blown up (whole pixels) 
 
 
 def labelled_grid(cells: list[list[np.ndarray]], x_title: str, x_labels: list[str], y_title: str,
-                  y_labels: list[str]) -> np.ndarray:
+                  y_labels: list[str], boxes: list | None = None) -> np.ndarray:
+    """``boxes``: a list that gets each cell's place in the picture, (x, y, width, height), row by row (the
+    window's grid dialog maps a click to its cell with them)."""
     rows, columns = len(cells), len(cells[0]) if cells else 0
     if rows != len(y_labels) or columns != len(x_labels) or any(len(row) != columns for row in cells):
         raise ValueError("the cells must form a grid of one row per y label and one column per x label")
@@ -54,6 +56,8 @@ def labelled_grid(cells: list[list[np.ndarray]], x_title: str, x_labels: list[st
             y = top + row * (height + GAP) + (height - cell.shape[0]) // 2
             x = left + column * (width + GAP) + (width - cell.shape[1]) // 2
             picture[y:y + cell.shape[0], x:x + cell.shape[1]] = cell
+            if boxes is not None:
+                boxes.append((x, y, cell.shape[1], cell.shape[0]))
     return picture
 
 
