@@ -122,48 +122,24 @@ class ParentFolder:
 
 @dataclass
 class ParentRecipe:
-    """A branch PNG's parent: its sample's recipe, made again for ``at_step`` steps."""
+    """A branch PNG's parent: its sample's recipe, made again for ``at_step`` steps (studio.core.branch_recipe)."""
 
     recipe: dict
     at_step: int
 
     @classmethod
     def of(cls, branch_recipe: dict, source: str) -> "ParentRecipe":
-        from studio.core.recipe import RecipeError, parse_recipe
+        from studio.core.branch_recipe import parent_recipe_of
 
-        branch = branch_recipe["branch"]
-        parent = parse_recipe(json.dumps(branch["parent_recipe"]), f"{source} (its parent's recipe)")
-        if parent.get("batch_index") is None or "branch" in parent:
-            raise RecipeError(f"{source}: its branch's parent recipe is not one sample's")
-        return cls(parent, int(branch["at_step"]))
+        return cls(*parent_recipe_of(branch_recipe, source))
 
     def start_for(self, job, indices: list[int]):
-        """The parent's sample made again for ``at_step`` steps, as a BranchStart."""
-        from studio.core.branch import BranchStart
-        from studio.core.engine import Run
-        from studio.core.recipe import recipe_layout, settings_from_recipe
+        from studio.core.branch_recipe import remake_parent
 
         if len(indices) != 1:
             raise SettingsError("a branch PNG's recipe makes its one sample again: leave out --num-samples/--batch")
-        settings, _ = settings_from_recipe(self.recipe)
-        settings = settings.replace(device=job.settings.device)
-        if settings.guidance.kind == "classifier" and job.classifier is None:
-            raise SettingsError("the branch's parent used classifier guidance; pass --classifier PATH to make it "
-                                "again")
-        steps = len(self.recipe["timesteps"])
-        if not 0 <= self.at_step < steps:
-            raise SettingsError(f"the branch recipe's step {self.at_step} is not in its parent's {steps} steps")
-        run = Run(job.model, settings, classifier=job.classifier, layout=recipe_layout(self.recipe))
-        x_T, x_k = run.x_T, run.x_T
-        try:
-            for _, step in zip(range(self.at_step), run):
-                x_k = step.x_t
-        finally:
-            run.close()
-        record = run.record()
-        return BranchStart(_record_settings(record), tuple(record["seeds"]), self.at_step,
-                           x_k.detach().to("cpu").float().clone(), x_T.detach().to("cpu").float().clone(),
-                           parent={"recipe": self.recipe})
+        return remake_parent(job.model, self.recipe, self.at_step, device=job.settings.device,
+                             classifier=job.classifier)
 
     def describe(self) -> dict:
         return {"recipe": self.recipe}

@@ -191,6 +191,8 @@ class ExportActions(QObject):
         animation = menu.addAction("Export trajectory of this sample…")
         animation.setObjectName("exportTileTrajectoryAction")
         animation.triggered.connect(lambda: self.export_trajectory(sample=index))
+        menu.addSeparator()
+        menu.addAction(self.window.branch_action)   # the whole batch branches from the step shown
         self.tile_menu = menu
         menu.popup(global_pos)
 

@@ -32,6 +32,7 @@ from .grid_dialog import grid_running, shutdown_grid
 from .model_loading import ModelLoading, open_failed_text, release_freed_memory
 from .panels.sampler_panel import model_settings_of
 from .recipe_opening import device_choice, open_recipe_png
+from .run_list_dock import RunListDock
 from .run_presenter import RunPresenter
 from .run_session import RunSession
 from .study_dock import StudyDock
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.controller = RunController(self)
         self._exact_sampler = None   # (what the sampler panel showed, the recipe's own sampler settings)
         self._recipe_shape = None    # an opened recipe's (seed, batch, rows per model call, CPU threads, RowLayout)
+        self.opened_branch = None   # an opened branch PNG's (seed, batch, parent recipe, step k)
         self.show_step_after_run: int | None = None   # an opened PNG showed this step: go there after the run
         self.last_run_exception: BaseException | None = None   # what the last failed run raised
         self._model_key: str | None = None   # what the open model's own settings are remembered under
@@ -90,6 +92,7 @@ class MainWindow(QMainWindow):
         self.runs = RunSession(self)
         self.loading = ModelLoading(self)   # opening checkpoints off the GUI thread (the dialogs, list, drops)
         self.study = StudyDock(self)        # quality studies on the open model (the Study dock)
+        self.run_list = RunListDock(self)   # the runs since the window opened (the Runs dock)
         self.progress_bar.show_no_run()
         self._connect_signals()
         self._default_state = self.saveState(persistence.STATE_VERSION)
@@ -336,6 +339,8 @@ class MainWindow(QMainWindow):
     def _frame_budget_changed(self, mib: int) -> None:
         """The Seed panel's frame memory: the budget of the next run's trajectory store."""
         self.presenter.budget_bytes = int(mib) * 2**20
+        if hasattr(self, "run_list"):
+            self.run_list.set_budget(self.presenter.budget_bytes)
 
     def _show_device(self) -> None:
         if not self.controller.running:
@@ -351,6 +356,10 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(running or self.loading.busy)
         self.open_action.setEnabled(True)
         self.exports.update()
+        if hasattr(self, "run_list"):
+            shown = self.run_list.shown
+            self.branch_action.setEnabled(has_model and not running and shown is not None and shown.has_frames)
+            self.run_list.update_buttons()
         if not has_model:
             self.centre_stack.setCurrentWidget(self.empty_state)
         for button, action in ((self.generate_button, self.generate_action), (self.cancel_button, self.cancel_action)):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.branch_recipe import parent_recipe_of
 from ..core.bundled import as_recorded_bundled, bundled_of_source
 from ..core.checkpoints import read_card
 from ..core.errors import StudioError
@@ -31,6 +32,7 @@ class _Opening:
     recipe: dict
     settings: RunSettings
     checkpoint: str | None
+    branch: tuple[dict, int] | None = None   # a branch sample's (parent recipe, step k)
 
 
 def open_recipe_png(window, path: str | os.PathLike, *, background: bool = False,
@@ -68,11 +70,12 @@ def _prepare(window, path) -> _Opening | None:
         settings, _ = settings_from_recipe(recipe)
         # the rows per model call its sample was made in (its own entry, else its settings'), as the CLI reads it
         settings = settings.replace(model_batch=recipe.get("model_batch", settings.model_batch))
+        branch = parent_recipe_of(recipe, name) if "branch" in recipe else None
     except RecipeError as exc:
         window.show_error(str(exc))
         return None
     ok, checkpoint = _recipe_model(window, recipe, name)
-    return _Opening(name, recipe, settings, checkpoint) if ok else None
+    return _Opening(name, recipe, settings, checkpoint, branch) if ok else None
 
 
 def _apply(window, opening: _Opening) -> None:
@@ -86,6 +89,9 @@ def _apply(window, opening: _Opening) -> None:
         window.classifiers.add_source(classifier)
         window.refresh_classifier()
     window.apply_settings(settings, exact_sampler=True, threads=recipe.get("threads"), layout=recipe_layout(recipe))
+    # a branch's sample: Generate makes its parent's sample again for k steps, then the branch (while the seed and
+    # batch are the recipe's)
+    window.opened_branch = None if opening.branch is None else (settings.seed, settings.batch_size, *opening.branch)
     if recipe.get("batch_index") is not None:
         window.presenter.focused = 0   # the run makes this one sample
     step = recipe.get("step")

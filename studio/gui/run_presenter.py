@@ -21,7 +21,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..core.preview import GRID_BACKGROUND, GridLayout, tile_channels
+from ..core.preview import GRID_BACKGROUND, GridLayout, tile_channels, to_uint8_tiles
 from ..core.trajectory import DEFAULT_BUDGET_BYTES, TrajectoryStore
 from .live_pace import REPAINT_INTERVAL_MS, LivePace
 from .status_texts import calls_text, timestep_text
@@ -189,6 +189,49 @@ class RunPresenter(QObject):
         """Steps per second so far."""
         elapsed = time.perf_counter() - self._ready_at
         return self.store.steps_done / elapsed if self.store is not None and elapsed > 0 else 0.0
+
+    # --- kept runs (the run list) ---------------------------------------------------------------------------------
+    def kept_run(self, number: int, seconds: float, status: str):
+        """The run shown, as a KeptRun for the run list (its frames are handed over, not copied)."""
+        from .run_list import KeptRun, thumbnail_of
+
+        floats = self.floats
+        final = floats.final.copy() if floats is not None and floats.final is not None else None
+        return KeptRun(number, f"run {number}", self.info, self.card, self.schedule, self.store, floats,
+                       self.timesteps, self.timesteps_prev, self.step_calls, final, seconds, status,
+                       thumbnail=thumbnail_of(final, self.card))
+
+    def show_kept(self, run) -> None:
+        """Show a kept run as it was when it ended (its last step; a run whose frames were dropped: its final
+        samples alone)."""
+        self.clear(new_run=True)
+        self.info, self.card, self.schedule = run.info, run.card, run.schedule
+        self.timesteps, self.timesteps_prev, self.step_calls = run.timesteps, run.timesteps_prev, run.step_calls
+        self.plots.set_timesteps(run.info.timesteps)
+        batch = len(run.info.seeds)
+        self.focused = min(self.focused, batch - 1)
+        if run.store is None:
+            self._show_final_only(run)
+            return
+        self.store, self.floats = run.store, run.floats
+        if self.store.tile_shape is not None:
+            height, width = self.store.tile_shape
+            self._pending_layout = (GridLayout.for_batch(batch, height, width),
+                                    [self.tile_label(i) for i in range(batch)])
+        self.timeline.grow(self.store.steps_done)
+        self.timeline.set_step(self.store.steps_done - 1)
+        self.paint(full=True)
+
+    def _show_final_only(self, run) -> None:
+        self._clear_pictures()
+        if run.final is not None and self.card.data_kind == "image":
+            tiles = to_uint8_tiles(run.final, self.card.value_range)
+            height, width = tiles.shape[1:3]
+            self.preview_xt.grid.set_layout(GridLayout.for_batch(len(tiles), height, width),
+                                            [self.tile_label(i) for i in range(len(tiles))])
+            self.preview_xt.grid.show_tiles(tiles)
+        self.preview_xt.set_caption(f"final samples of {run.name}: its steps' frames were dropped (memory budget)")
+        self.preview_x0.set_caption("x0_pred: not kept for this run")
 
     # --- what to show ----------------------------------------------------------------------------------------------
     def tile_label(self, index: int) -> str:

@@ -23,6 +23,16 @@ logger = logging.getLogger("studio.gui")
 PROGRESS_INTERVAL_S = 0.1   # the status text and progress bar follow a run at most this often (and at its end)
 
 
+def _remade_branch(parent_recipe: dict, at_step: int):
+    """An opened branch PNG's start, made in the worker thread: its parent's sample made again for k steps."""
+    from ..core.branch_recipe import remake_parent
+
+    def make(denoiser, classifier, device: str):
+        return remake_parent(denoiser, parent_recipe, at_step, device=device, classifier=classifier)
+
+    return make
+
+
 class RunSession:
     """The window's runs, one at a time: start, progress, cancel, outcome."""
 
@@ -37,22 +47,28 @@ class RunSession:
         controller.run_done.connect(self._on_done)
 
     # --- starting --------------------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start a run with the panels' settings; a setting or classifier that does not work is a message."""
+    def start(self, settings=None, branch=None) -> None:
+        """Start a run with the panels' settings (or ``settings``); a setting or classifier that does not work is
+        a message. ``branch``: a BranchStart (the run list's "Branch from here"), run in its parent's rows and
+        threads."""
         window = self.window
         if window.controller.running or window.denoiser is None:
             return
         card = window.card
         try:
-            settings = window.current_settings()
+            settings = settings if settings is not None else window.current_settings()
             classifier_source, classifier = self._classifier(settings, card)
         except StudioError as exc:
             window.show_error(str(exc))
             return
         window.error_banner.hide()
-        persistence.write_json("run/settings", settings.to_dict())
-        window.remember_model_settings()
-        if card.data_kind == "image":
+        if branch is None:
+            persistence.write_json("run/settings", settings.to_dict())
+            window.remember_model_settings()
+        if branch is not None:
+            parent = branch.parent["record"]
+            settings = settings.replace(model_batch=int(parent.get("model_batch", settings.batch_size)))
+        elif card.data_kind == "image":
             # as `studio sample` does: the model sees the batch's rows per call (or an opened recipe's), recorded so
             # that a sample's PNG recipe makes it again bit for bit; vectors keep their one big call
             settings = settings.replace(model_batch=window.model_batch_for(settings))
@@ -64,6 +80,11 @@ class RunSession:
         if classifier is not None:
             options["classifier"] = classifier
         threads, layout = window.threads_for(settings), window.layout_for(settings)
+        if branch is not None:
+            threads, layout = branch.parent["record"].get("threads"), None
+            options["branch"] = branch
+        elif window.opened_branch is not None and window.opened_branch[:2] == (settings.seed, settings.batch_size):
+            options["branch"] = _remade_branch(*window.opened_branch[2:])
         if threads is not None:
             options["threads"] = threads
         if layout is not None:

@@ -70,6 +70,14 @@ def create_actions(window) -> None:
                               "Stop the run after the model call in progress; the steps done stay (Esc)")
     w.grid_action = _action(w, "gridAction", "X/Y &grid…", lambda: _open_grid(w),
                             tip="Final samples over two settings, the same noise in every cell")
+    w.branch_action = _action(w, "branchAction", "&Branch from here…", lambda: w.run_list.branch_from_here(),
+                              tip="Finish the shown run from the timeline's step under new settings")
+    w.compare_action = _action(w, "compareAction", "Co&mpare runs", lambda: w.run_list.compare_selected(),
+                               tip="Compare the 2 to 4 runs selected in the Runs dock")
+    w.save_runs_action = _action(w, "saveRunListAction", "Save run &list…", lambda: w.run_list.save(),
+                                 tip="Save the Runs dock's runs of the open model to one file")
+    w.open_runs_action = _action(w, "openRunListAction", "Open run l&ist…", lambda: w.run_list.open(),
+                                 tip="Add the runs of a saved run list to the Runs dock")
     _create_timeline_actions(w)
     w.reset_layout_action = _action(w, "resetLayoutAction", "&Reset layout", w.reset_layout,
                                     tip="Put every panel back where it started")
@@ -229,6 +237,11 @@ def create_docks(window) -> None:
     w.plots_dock = _dock(w, "plotsDock", "Plots", w.plots_panel, right)   # its plots shrink (and collapse) instead
     w.study_panel = StudyPanel()
     w.study_dock = _dock(w, "studyDock", "Study", w.study_panel, right, "studyScroll")
+    from .run_list_dock import RunListPanel
+
+    w.run_list_panel = RunListPanel()
+    w.run_list_dock = _dock(w, "runListDock", "Runs", w.run_list_panel, right)
+    w.tabifyDockWidget(w.plots_dock, w.run_list_dock)
     w.tabifyDockWidget(w.plots_dock, w.study_dock)   # a tab behind the plots: the run's plots show first
     w.plots_dock.raise_()
     w.resizeDocks([w.model_dock, w.plots_dock], [330, 300], Qt.Orientation.Horizontal)
@@ -239,7 +252,8 @@ def create_docks(window) -> None:
 
 
 def docks(window) -> tuple[QDockWidget, ...]:
-    return window.model_dock, window.sampler_dock, window.seed_dock, window.plots_dock, window.study_dock
+    return (window.model_dock, window.sampler_dock, window.seed_dock, window.plots_dock, window.study_dock,
+            window.run_list_dock)
 
 
 def create_menus(window) -> None:
@@ -250,11 +264,13 @@ def create_menus(window) -> None:
     file_menu.addSeparator()
     file_menu.addActions(w.exports.actions)
     file_menu.addSeparator()
+    file_menu.addActions([w.save_runs_action, w.open_runs_action])
+    file_menu.addSeparator()
     file_menu.addAction(w.quit_action)
     run_menu = bar.addMenu("&Run")
     run_menu.addActions([w.generate_action, w.cancel_action])
     run_menu.addSeparator()
-    run_menu.addAction(w.grid_action)
+    run_menu.addActions([w.grid_action, w.branch_action, w.compare_action])
     run_menu.addSeparator()
     run_menu.addActions([w.play_action, w.back_action, w.forward_action, w.first_action, w.last_action])
     view_menu = bar.addMenu("&View")

@@ -109,11 +109,12 @@ class SamplingWorker(QObject):
 
     def __init__(self, denoiser, settings: RunSettings, run_number: int, *, classifier=None,
                  record_extra: dict | None = None, keep_floats: bool = True, threads: int | None = None,
-                 layout=None):
+                 layout=None, branch=None):
         """``record_extra`` is added to the run's record (checkpoint, model_batch, ... for recipes);
         ``keep_floats``: send every step's float x_t and x0_pred (else only the last step's x_t); ``threads``: the
         CPU threads of the run (None: the window's share, see studio.gui.cpu_threads), as a recipe records them;
-        ``layout``: the rows of its model calls an opened recipe's sample was computed in (a RowLayout)."""
+        ``layout``: the rows of its model calls an opened recipe's sample was computed in (a RowLayout);
+        ``branch``: a BranchStart, the run then finishes a kept run from its step (studio.core.branch)."""
         super().__init__()
         self._denoiser = denoiser
         self._classifier = classifier
@@ -123,6 +124,7 @@ class SamplingWorker(QObject):
         self._keep_floats = keep_floats
         self._threads = threads
         self._layout = layout
+        self._branch = branch
         self._cancel = threading.Event()
         self._steps_done = 0
         self.outcome: RunOutcome | None = None   # also readable after the thread ended (shutdown)
@@ -138,7 +140,11 @@ class SamplingWorker(QObject):
         threads = CpuThreads()
         try:
             threads.use(resolve_device(self._settings.device), self._threads)   # before the run probes or compiles the network
-            run = Run(self._denoiser, self._settings, classifier=self._classifier, layout=self._layout)
+            branch = self._branch
+            if callable(branch):   # an opened branch PNG: its parent's steps are made here, off the GUI thread
+                branch = branch(self._denoiser, self._classifier, self._settings.device)
+            run = Run(self._denoiser, self._settings, classifier=self._classifier, layout=self._layout,
+                      branch=branch)
             self.run_ready.emit(self._number, self._info(run))
             previews = step_previews(run.device, self._denoiser.card, run.num_steps, self._keep_floats)
             outcome = self._stream(run, previews)

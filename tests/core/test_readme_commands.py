@@ -59,6 +59,8 @@ RUN_HERE = [
 RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "studio": ("tests/gui/test_app.py", ["app.main("]),
     "studio grid": ("tests/core/test_cli_grid.py", ['run_studio("grid"']),
+    "studio sample --branch-from RUN_DIR --at-step K": (
+        "tests/core/test_cli_branch.py", ['run_studio("sample", "--branch-from", parent, "--at-step"']),
     "studio grid --x sampler=ddim,ddpm,heun --y steps=5,10,20 --class 3": (
         "tests/core/test_cli_grid.py", ["def test_the_readmes_grid_command_runs_as_written"]),
     "torchrun --nproc_per_node N -m studio study ...": ("tests/core/test_study.py",

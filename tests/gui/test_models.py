@@ -129,8 +129,8 @@ def _resident_bytes() -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads resident memory from /proc (Linux only)")
 def test_swapping_checkpoints_twenty_times_does_not_grow_memory(make_window, qtbot, tmp_path, record_property):
-    """Image and vector models in turn; the MLP holds megabytes of weights, so keeping old models (or their runs)
-    alive would add megabytes a swap. Weak references prove each old model is freed."""
+    """Image and vector models in turn; the MLP holds megabytes of weights, so keeping old models alive would add
+    megabytes a swap. Weak references prove each old model is freed (the Runs dock keeps runs, not models)."""
     files = [write_unet_checkpoint(tmp_path / "unet.safetensors", name="unet", base_channels=16),
              write_mlp_checkpoint(tmp_path / "mlp.safetensors", name="mlp", hidden=512, depth=4)]
     model_bytes = max(os.path.getsize(f) for f in files)
@@ -149,7 +149,13 @@ def test_swapping_checkpoints_twenty_times_does_not_grow_memory(make_window, qtb
     print(f"\nresident memory over 20 swaps: {[round(r / 2**20, 1) for r in resident]} MiB; "
           f"growth from swap 4 to 20: {growth / 2**20:.1f} MiB; one model file is {model_bytes / 2**20:.1f} MiB")
     assert sum(ref() is not None for ref in networks) == 1, "old models must be freed"
-    assert isinstance(stores[-1](), TrajectoryStore) and sum(ref() is not None for ref in stores) == 1
+    # the Runs dock keeps each run's frames (within its budget), and nothing else does: deleting them frees them
+    assert isinstance(stores[-1](), TrajectoryStore)
+    assert sum(ref() is not None for ref in stores) == sum(run.has_frames for run in window.run_list.runs.runs)
+    while window.run_list.runs.runs:   # (no loop variable: it would keep the last run alive)
+        window.run_list.delete(window.run_list.runs.runs[0])
+    gc.collect()
+    assert sum(ref() is not None for ref in stores) == 0, "a deleted run's frames must be freed"
     assert growth < 2 * model_bytes, f"memory grew {growth / 2**20:.1f} MiB over 16 swaps"
 
 

@@ -162,7 +162,8 @@ def test_right_clicking_a_tile_offers_its_png_and_its_trajectory(ran, qtbot, tmp
     menu = _right_click_tile(window, qtbot, 3)
     assert window.presenter.focused == 3 and "seed 8" in window.focus_view.heading.text()
     texts = [a.text() for a in menu.actions()]
-    assert texts == ["Export this sample (seed 8) as PNG…", "Export trajectory of this sample…"]
+    assert texts == ["Export this sample (seed 8) as PNG…", "Export trajectory of this sample…", "",
+                     "&Branch from here…"]   # (a separator, then the Run menu's branch action)
     target = tmp_path / "tile.png"
     patch_save_dialog(monkeypatch, target)
     menu.actions()[0].trigger()
