@@ -76,6 +76,24 @@ class WindowChild(ChildProcess):
         return json.loads(self.ask(f"scrub {count}"))
 
 
+def _compare_rows(section: int, compared: dict) -> list[Row]:
+    """Four runs compared in the Runs dock's Compare view: scrubbing it, a run's stall with it open, memory."""
+    scrub = compared["scrub_ms"]
+    used, budget = compared["frames_bytes"], compared["budget_bytes"]
+    return [
+        Row(section, "show a compared step, 4 runs on one timeline (p95)", _percentile(scrub, 0.95), "ms",
+            SCRUB_GOAL_MS, detail=f"compare timeline set + the view repainted, {len(scrub)} random positions: "
+                                  f"median {median(scrub):.1f} ms, max {max(scrub):.1f} ms",
+            extra={"scrub_ms": scrub}),
+        Row(section, "longest GUI event-loop stall during a window run, 4 runs compared", compared["stall_ms"],
+            "ms", STALL_GOAL_MS, detail=f"{PROBE_INTERVAL_MS} ms timer probe; the Compare view open on 4 of the "
+                                         f"{compared['runs']} kept runs"),
+        Row(section, "Runs dock: the kept runs' frames / the frame memory budget", used / budget, "x", 1.0,
+            detail=f"{compared['runs']} runs kept, their frames {used / 2**20:.1f} MiB of "
+                   f"{budget / 2**20:.0f} MiB", extra={"frames_bytes": used, "budget_bytes": budget}),
+    ]
+
+
 def rows(ws: Workspace, section: int = 3) -> list[Row]:
     from ..gui.cpu_threads import GUI_CORES, cpu_threads_for_run, run_threads
 
@@ -116,6 +134,7 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
             BARE: lambda: next(next_window["bare"]).request("bare")["seconds"],
         }, sizes.window_repeats)
         scrub_ms = windows[0].scrub(sizes.scrub_samples)
+        compared = json.loads(windows[0].ask(f"compare {sizes.scrub_samples}"))
         model_call_ms = float(windows[0].ask("model_call")) * 1e3
     finally:
         for child in children:
@@ -160,6 +179,7 @@ def rows(ws: Workspace, section: int = 3) -> list[Row]:
                               f"a call at the run's model batch on the worker's threads takes {model_call_ms:.0f} ms "
                               "(median of 5, same process)",
                        extra={"first_preview_ms": first_preview, "model_call_ms": model_call_ms}))
+    out += _compare_rows(section, compared)
     growths = [b - a for w in windows for a, b in zip(w.resident, w.resident[1:])]
     if growths:
         out.append(Row(section, "median resident memory growth per repeated window run", median(growths), "MiB",

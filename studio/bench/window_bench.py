@@ -13,6 +13,9 @@ line on stdin with one line of JSON:
     more           a run whose worker leaves one core more to the GUI thread
     bare           the same run by the engine alone in a thread of this process, no window
     scrub N        milliseconds to show each of N random stored steps
+    compare N      with the last four runs compared (the Runs dock's Compare view open): milliseconds to show
+                   each of N random compare-timeline positions, the longest stall of a run made meanwhile, and the
+                   bytes the Runs dock's frames hold against its budget
     model_call     seconds of one model call as the run's worker makes it (median of a few)
 
 ``first_preview_s`` is the time from Generate to the first x0_pred on screen: the first step's x0 tiles shown
@@ -181,6 +184,23 @@ class WindowBench:
             shown.append((time.perf_counter() - started) * 1e3)
         return shown
 
+    def compare(self, count: int) -> dict:
+        """The last four runs compared: scrubbing the compare view, a probed run with it open, the runs' memory."""
+        run_list = self.window.run_list
+        run_list.compare(run_list.runs.runs[-4:])
+        view = run_list.compare_view
+        self.app.processEvents()
+        shown = []
+        for position in random.Random(1).choices(range(view.timeline.maximum() + 1), k=count):
+            started = time.perf_counter()
+            view.timeline.setValue(position)
+            view.repaint()
+            shown.append((time.perf_counter() - started) * 1e3)
+        probed = self.run(probe=True)
+        view.close()
+        return {"scrub_ms": shown, "stall_ms": probed.stall_ms, "compared": 4, "runs": len(run_list.runs.runs),
+                "frames_bytes": run_list.runs.nbytes, "budget_bytes": run_list.runs.budget_bytes}
+
     def close(self) -> None:
         import torch
 
@@ -243,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                 answer = bench.settings.to_dict()
             elif request == "scrub":
                 answer = bench.scrub(int(args[0]))
+            elif request == "compare":
+                answer = bench.compare(int(args[0]))
             elif request == "model_call":
                 answer = bench.model_call_seconds()
             else:

@@ -182,7 +182,7 @@ class Run:
         calls = self.sampler.model_calls(len(self.timesteps)) + self.replayed_model_calls
         network_calls = calls * math.ceil(rows / probe_rows) * planned_runs
         self.acceleration: Acceleration = accelerate(denoiser, settings.network, batch_size=probe_rows,
-                                                     calls=network_calls)
+                                                     calls=network_calls, chain=calls)
         if classifier is not None and hasattr(classifier, "to"):
             classifier.to(self.device)
         self._predict = self._build_predict(denoiser, classifier, settings, self.class_labels)

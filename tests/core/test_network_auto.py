@@ -7,6 +7,7 @@ same bits again. `--network plain` equals diffusers bit for bit: test_oracle_dif
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -253,3 +254,33 @@ def test_the_network_modes_diagnostic_runs(capsys):
     assert main(["--rounds", "1", "--batches", "1", "--modes", "plain,traced_channels_last"]) == 0
     printed = capsys.readouterr().out
     assert "| digits UNet, 1 |" in printed and "| shapes UNet, 1 |" in printed and " ran plain" not in printed
+
+
+def test_auto_refuses_a_mode_whose_difference_could_add_up_past_the_tolerance(traced_is_faster, monkeypatch):
+    """The channels-last graph moves a call's outputs by a few 1e-6 on some CPUs: over a long trajectory that can add
+    up past 1e-4 (measured: 1.2e-4 after 100 DDIM steps at batch 16). Auto weighs each mode's measured difference
+    times the run's chain of calls; the plain-layout traced graph is exact and is taken instead."""
+    real_build = acceleration._build
+
+    def build(target, mode, batch_size, tolerance, started):
+        network, result = real_build(target, mode, batch_size, tolerance, started)
+        if "channels_last" in mode and result.mode == mode:   # as measured on an AVX-512 CPU
+            result = dataclasses.replace(result, max_difference=4e-6)
+        return network, result
+
+    monkeypatch.setattr(acceleration, "_build", build)
+    digits = open_checkpoint("digits")
+    try:
+        # 10 calls a trajectory: 4e-5 at most
+        short = Run(digits, digits_settings(sampler=DDIMSettings(steps=10)), planned_runs=100)
+        assert short.acceleration.mode == "traced_channels_last"
+        short.close()
+        accelerate(digits, "plain")
+        digits.faster.built.clear()
+        # 50 calls: up to 2e-4, refused
+        long = Run(digits, digits_settings(sampler=DDIMSettings(steps=50)), planned_runs=20)
+        assert long.acceleration.mode == "traced", long.acceleration.note
+        assert long.acceleration.max_difference == 0.0
+        long.close()
+    finally:
+        accelerate(digits, "plain")

@@ -16,13 +16,16 @@ def test_quick_window_and_startup_sections(tmp_path):
     assert not any(row["extra"].get("failed") for row in rows), [row["detail"] for row in rows]
     names = " / ".join(row["name"] for row in rows)
     for expected in ("window run / headless run", "GUI event-loop stall", "scrubbing", "command to a painted window",
-                     "command to the studio window", "Generate to the first x0_pred on screen"):
+                     "command to the studio window", "Generate to the first x0_pred on screen",
+                     "4 runs on one timeline", "4 runs compared", "Runs dock"):
         assert expected in names
     assert all(row["value"] is None or math.isfinite(row["value"]) for row in rows)
     first_paint = next(row for row in rows if row["name"].startswith("command to a painted window"))
     assert "startupWindow" in first_paint["detail"] and "before torch" in first_paint["detail"]   # the shell
     first_preview = next(row for row in rows if row["name"].startswith("Generate to the first x0_pred on screen"))
     assert first_preview["value"] > 0 and first_preview["goal"] > first_preview["extra"]["model_call_ms"] > 0
+    memory = next(row for row in rows if row["name"].startswith("Runs dock"))
+    assert 0 < memory["value"] <= 1.0 and memory["extra"]["frames_bytes"] > 0   # the kept runs fit their budget
 
 
 def test_model_swaps_reports_memory_per_swap(qapp, tmp_path, monkeypatch):
