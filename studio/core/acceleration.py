@@ -137,17 +137,18 @@ def network_denoiser(denoiser) -> NetworkDenoiser | None:
 
 
 def accelerate(denoiser, mode: str, batch_size: int = 1, tolerance: float = ACCELERATION_TOLERANCE,
-               calls: int | None = None, chain: int | None = None) -> Acceleration:
+               calls: int | None = None, sensitivity: float | None = None) -> Acceleration:
     """Put the denoiser's network in ``mode`` (see the module docstring); returns what was done.
 
     ``batch_size``: the probe batch; give the number of rows the network will be called on (a compiled network
     is specialised to the shapes it saw). Asking again for the mode in use, or for one built before on the same
     batch, device and dtype, reuses it. Wrappers with an ``.inner`` denoiser (FixedBatchDenoiser) are looked
     through; any other denoiser stays as it is (plain). ``calls``: the network calls the run will make, which
-    ``auto`` weighs set-ups against (None or 0: auto stays plain). ``chain``: the model calls one trajectory
-    makes, one after another on its own outputs: ``auto`` refuses a mode whose difference from plain on the probe
-    batch, added up over that many calls, could pass the tolerance (a mode that is exact, as the traced graph on
-    the plain layout, always passes)."""
+    ``auto`` weighs set-ups against (None or 0: auto stays plain). ``sensitivity``: how far a difference of 1 in
+    every network output of one trajectory can move its final sample (the engine's ``run_sensitivity``: the sum of
+    sigma_t over its calls, as x0_pred moves by sigma_t times a change of the predicted noise): ``auto`` refuses a
+    mode whose difference from plain on the probe batch, times that, could pass the tolerance (an exact mode, as
+    the traced graph on the plain layout, always passes)."""
     check_network_mode(mode)
     started = time.perf_counter()
     target = network_denoiser(denoiser)
@@ -161,7 +162,7 @@ def accelerate(denoiser, mode: str, batch_size: int = 1, tolerance: float = ACCE
         return Acceleration(mode, "plain", 0.0, time.perf_counter() - started)
     if mode == "auto":
         return _auto(target, max(1, int(batch_size)), float(tolerance), max(0, int(calls or 0)), started,
-                     max(1, int(chain or 1)))
+                     float(sensitivity or 0.0))
     return _install(target, mode, batch_size, tolerance, started)
 
 
@@ -186,7 +187,7 @@ def _install(target: NetworkDenoiser, mode: str, batch_size: int, tolerance: flo
 
 
 def _auto(target: NetworkDenoiser, batch_size: int, tolerance: float, calls: int, started: float,
-          chain: int = 1) -> Acceleration:
+          sensitivity: float = 0.0) -> Acceleration:
     """``auto``: see the module docstring. Costs one plain call on the probe batch when no candidate could pay
     in ``calls`` calls, three when one could, and more only where a candidate is built and timed."""
     where = (batch_size, str(target.device), target.dtype, float(tolerance))
@@ -240,9 +241,9 @@ def _auto(target: NetworkDenoiser, batch_size: int, tolerance: float, calls: int
                 if result.mode != mode:
                     refused[mode] = result.note
                     continue
-                if result.max_difference * chain > tolerance:   # a trajectory adds up each call's difference
-                    refused[mode] = (f"its difference from plain, {result.max_difference:.2g} a call, could add up "
-                                     f"past {tolerance:g} over the run's {chain} calls")
+                if result.max_difference * sensitivity > tolerance:   # a trajectory carries each call's difference on
+                    refused[mode] = (f"its difference from plain, {result.max_difference:.2g} a call, could move the "
+                                     f"final samples past {tolerance:g} (the run's sensitivity {sensitivity:.3g})")
                     continue
                 if key[:4] not in timings:
                     timings[key[:4]] = _timed_against_plain(target, network, probe, plain_call,

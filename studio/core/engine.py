@@ -182,7 +182,9 @@ class Run:
         calls = self.sampler.model_calls(len(self.timesteps)) + self.replayed_model_calls
         network_calls = calls * math.ceil(rows / probe_rows) * planned_runs
         self.acceleration: Acceleration = accelerate(denoiser, settings.network, batch_size=probe_rows,
-                                                     calls=network_calls, chain=calls)
+                                                     calls=network_calls,
+                                                     sensitivity=run_sensitivity(self.sampler, self.timesteps,
+                                                                                 self.schedule))
         if classifier is not None and hasattr(classifier, "to"):
             classifier.to(self.device)
         self._predict = self._build_predict(denoiser, classifier, settings, self.class_labels)
@@ -323,6 +325,19 @@ class Run:
                 "replayed_model_calls": self.replayed_model_calls,
                 **({"replay_difference": difference} if difference is not None else {}),
                 **({"parent": branch.parent} if branch.parent is not None else {})}
+
+
+def run_sensitivity(sampler: SamplerSettings, timesteps, schedule) -> float:
+    """How far a difference of 1 in every network output of one trajectory can move its final sample, at most
+    about: each call's x0_pred moves by sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) times a change of the
+    predicted noise, and the trajectory carries it on; summed over the run's calls (a multi-call step counts each).
+    What ``auto`` weighs a faster network's difference from plain against (studio.core.acceleration)."""
+    t = np.asarray(timesteps, dtype=np.float64)
+    if not t.size:
+        return 0.0
+    sigma = np.asarray(schedule.sigma, dtype=np.float64)
+    per_step = np.interp(t, np.arange(len(sigma)), sigma)
+    return float(per_step.sum()) * sampler.model_calls(len(t)) / len(t)
 
 
 def _first_non_finite(steps: list[Step]) -> tuple[int | None, str]:
