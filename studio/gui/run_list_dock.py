@@ -223,6 +223,11 @@ class RunListDock(QObject):
 
     def delete(self, run: KeptRun) -> None:
         children = [other for other in self.runs.runs if other.parent is run]
+        view = self.compare_view
+        if view is not None and any(compared is run for compared in view.runs):   # it must not show a deleted run
+            view.close()
+            view.deleteLater()
+            self.compare_view = None
         self.runs.remove(run)
         item = self.item_of(run)
         if item is not None:

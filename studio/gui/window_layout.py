@@ -128,6 +128,9 @@ def create_central(window) -> None:
     window.centre_stack.addWidget(window.empty_state)
     window.centre_stack.addWidget(window.preview_splitter)
     window.timeline = Timeline()
+    # right-click the timeline: branch the shown run from the step it points at
+    window.timeline.slider.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+    window.timeline.slider.addAction(window.branch_action)
     centre = QWidget()
     box = QVBoxLayout(centre)
     box.setContentsMargins(4, 4, 4, 0)

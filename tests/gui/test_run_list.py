@@ -82,8 +82,11 @@ def test_rename_pin_and_delete(window, qtbot, monkeypatch):
     qtbot.mouseClick(window.findChild(QPushButton, "runPin"), Qt.MouseButton.LeftButton)
     assert first.pinned and "pinned" in lst.item(0).text()
     assert window.findChild(QPushButton, "runPin").text() == "Unpin"
+    window.run_list.compare([first, second])
+    assert window.run_list.compare_view.isVisible()
     qtbot.mouseClick(window.findChild(QPushButton, "runDelete"), Qt.MouseButton.LeftButton)
     assert runs_of(window) == [second] and lst.count() == 1
+    assert window.run_list.compare_view is None   # a comparison of a deleted run closes
     assert window.run_list.shown is None and window.presenter.store is None
 
 
@@ -135,6 +138,7 @@ def test_the_branch_dialog_changes_the_seed_for_the_steps_after_k(window, qtbot,
 
     monkeypatch.setattr(BranchDialog, "exec", answer)
     window.timeline.set_step(2)   # x_t after 3 steps
+    assert window.branch_action in window.timeline.slider.actions()   # the timeline's right-click menu offers it
     with qtbot.waitSignal(window.run_finished, timeout=30000):
         window.branch_action.trigger()
     child = runs_of(window)[-1]
