@@ -268,9 +268,14 @@ class _Coordinator:
         return self.outcomes
 
     def _round_ready(self) -> bool:
-        if self._done:
-            return True
-        return bool(self._asked) and (self._stopping or len(self._asked) == len(self._running))
+        """Every running cell has asked for its next call or ended (an error or a stop: at once). Cells that end
+        in the same pass are let go together, so the cells admitted after them get the rows the plan gives them
+        (``planned_offsets``), whatever the order their threads happened to end in. A failed cell ends too: its
+        error stops the others once every running cell has asked or ended."""
+        if self._stopping:
+            return bool(self._asked or self._done)
+        accounted = len(self._asked) + len(self._done)
+        return accounted > 0 and accounted >= len(self._running)
 
     def _refuse_asked(self, error: BaseException) -> None:
         for request in self._asked.values():
