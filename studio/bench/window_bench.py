@@ -189,6 +189,10 @@ class WindowBench:
         run_list = self.window.run_list
         run_list.compare(run_list.runs.runs[-4:])
         view = run_list.compare_view
+        from PySide6.QtTest import QTest
+
+        QTest.qWaitForWindowExposed(view, 5000)   # its first layout and paint are the opening's, not a run's
+        view.repaint()
         self.app.processEvents()
         shown = []
         for position in random.Random(1).choices(range(view.timeline.maximum() + 1), k=count):
