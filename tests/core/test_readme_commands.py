@@ -83,6 +83,8 @@ RUN_ELSEWHERE: dict[str, tuple[str, list[str]]] = {
     "python -m studio.bench": ("tests/core/test_bench.py", ["from studio.bench.runner import main", '"--quick"']),
     "python -m studio.bench --sections 1": ("tests/core/test_bench.py", ["from studio.bench.runner import main",
                                                                     "\"--sections\""]),
+    "python -m studio.bench --sections 3": ("tests/gui/test_bench_window.py",
+                                            ['main(["--quick", "--sections", "3,6"']),
     "python -m studio.bench --sections 8 --process-ddpm-steps 100 --repeats 3": (
         "tests/core/test_bench.py", ["from studio.bench.runner import main", '"--sections", "8", "--process-ddpm-steps"']),
     "python -m studio.bench.step_anatomy": ("tests/core/test_bench.py", ["from studio.bench.step_anatomy import",
