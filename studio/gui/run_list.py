@@ -36,6 +36,7 @@ class KeptRun:
     pinned: bool = False
     parent: "KeptRun | None" = None
     at_step: int | None = None       # a branch: the parent's step it started from
+    shared_steps: int = 0            # a branch whose parent's first steps lead its timeline (branch_timeline.py)
     note: str = ""
     thumbnail: np.ndarray | None = field(default=None, repr=False)   # (h, w, 3) uint8: the final grid
 

@@ -98,7 +98,13 @@ class RunListDock(QObject):
             return
         run = presenter.kept_run(self.runs.next_number(), outcome.seconds, outcome.status)
         if branch_of is not None:
+            from .branch_timeline import join_parent_steps
+
             run.parent, run.at_step = branch_of
+            if join_parent_steps(run):   # the timeline shows the parent's first steps, then the branch's
+                self.add(run)
+                self.show(run)
+                return
         self.add(run)
 
     def add(self, run: KeptRun, showing: bool = True) -> None:
@@ -257,6 +263,7 @@ class RunListDock(QObject):
             return False
         k = self.branch_step()
         try:
+            run, k = self._branch_target(run, k)
             start = self._branch_start(run, k)
             parent_settings = RunSettings.from_dict(run.info.record["settings"])
         except SettingsError as exc:
@@ -281,6 +288,18 @@ class RunListDock(QObject):
             self._branch_of = None
             return False
         return True
+
+    def _branch_target(self, run: KeptRun, k: int) -> tuple[KeptRun, int]:
+        """The run and step a branch starts from: a branch's own steps are not branched again (its recipes could
+        not be made again), but the steps it shares with its parent are the parent's."""
+        if run.parent is None and "branch" not in run.info.record:
+            return run, k
+        parent = run.parent if run.parent in self.runs.runs else None
+        if parent is not None and run.shared_steps and k <= run.shared_steps:
+            return parent, k
+        where = (f"steps 0 to {run.shared_steps} are {parent.name}'s: branch there, or from {parent.name} itself"
+                 if parent is not None and run.shared_steps else "branch from its parent run")
+        raise SettingsError(f"{run.name} is itself a branch, and a branch is not branched again; {where}")
 
     def _branch_start(self, run: KeptRun, k: int):
         from ..core.branch import BranchStart

@@ -45,7 +45,7 @@ def save_runs(path, runs: list[KeptRun], card) -> int:
             "t": [float(t) for t in run.timesteps[:done]], "t_prev": [float(t) for t in run.timesteps_prev[:done]],
             "model_calls": [int(c) for c in run.step_calls[:done]],
             "noise_std": [float(v) for v in (run.store.noise_std[:done] if run.store is not None else [])],
-            "status": run.status}}
+            "status": run.status, "shared_steps": int(run.shared_steps)}}
         samples = run.final if run.final is not None else np.asarray(run.info.x_T, dtype=np.float32)
         parent = index.get(id(run.parent)) if run.parent is not None else None
         archived.append(ArchivedRun(
@@ -65,6 +65,7 @@ class _Timeline:
     calls: np.ndarray
     noise_std: np.ndarray
     status: str
+    shared_steps: int = 0
 
 
 def open_runs(path, card, schedule, numbers) -> list[KeptRun]:
@@ -75,6 +76,7 @@ def open_runs(path, card, schedule, numbers) -> list[KeptRun]:
         run = _kept(item, card, schedule, next(numbers))
         if item.parent is not None:
             run.parent, run.at_step = runs[item.parent], item.at_step
+            run.shared_steps = min(_timeline(item.record, 0).shared_steps, run.at_step or 0)
         runs.append(run)
     return runs
 
@@ -86,7 +88,11 @@ def _timeline(record: dict, steps_kept: int) -> _Timeline:
     t_prev = np.asarray(steps.get("t_prev") or list(t[1:]) + [-1.0], dtype=float)[:count]
     calls = np.asarray(steps.get("model_calls") or [1] * count, dtype=np.int64)[:count]
     noise = np.asarray(steps.get("noise_std") or [0.0] * count, dtype=float)[:count]
-    return _Timeline(t, t_prev, calls, noise, str(steps.get("status", FINISHED)))
+    return _Timeline(t, t_prev, calls, noise, str(steps.get("status", FINISHED)), _count(steps.get("shared_steps")))
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _kept(item: ArchivedRun, card, schedule, number: int) -> KeptRun:

@@ -119,9 +119,12 @@ def test_a_branch_with_the_parent_settings_is_the_parent_bit_for_bit(window, qtb
     child = branch(window, qtbot, parent_settings(parent), at_step=2)
     assert child.info.record["branch"]["mode"] == "resume"
     assert np.array_equal(child.final, parent.final)
-    x_t, _ = child.floats.arrays()
-    parent_x_t, _ = parent.floats.arrays()
-    assert np.array_equal(x_t, parent_x_t[2:])   # its own steps are the parent's from step 2 on
+    x_t, x0_pred = child.floats.arrays()
+    parent_x_t, parent_x0_pred = parent.floats.arrays()
+    # its timeline: the parent's first 2 steps, then its own, which are the parent's from step 2 on
+    assert child.shared_steps == 2 and window.timeline.count == 6 and window.run_list.shown is child
+    assert np.array_equal(x_t, parent_x_t) and np.array_equal(x0_pred, parent_x0_pred)
+    assert np.array_equal(child.store.frame(0).x_t_tiles, parent.store.frame(0).x_t_tiles)
     assert child.parent is parent and child.at_step == 2
     assert "branch of run 1 at step 2" in window.findChild(QListWidget, "runList").item(1).text()
 
@@ -144,7 +147,17 @@ def test_the_branch_dialog_changes_the_seed_for_the_steps_after_k(window, qtbot,
     child = runs_of(window)[-1]
     assert child.info.seeds == [70, 71] and child.at_step == 3
     x_t, _ = child.floats.arrays()
-    assert np.array_equal(x_t[0], parent.x_t_at(3))
+    parent_x_t, _ = parent.floats.arrays()
+    assert np.array_equal(x_t[:4], parent_x_t[:4])   # the shared steps: x_T and the parent's first 3
+    # its own steps are not branched again; the shared ones are the parent's
+    window.timeline.set_step(4)
+    assert not window.run_list.branch_from_here(parent_settings(parent))
+    assert "is itself a branch" in window.error_banner.text.text()
+    window.timeline.set_step(0)
+    with qtbot.waitSignal(window.run_finished, timeout=30000):
+        assert window.run_list.branch_from_here(parent_settings(parent))
+    again = runs_of(window)[-1]
+    assert again.parent is parent and again.at_step == 1 and np.array_equal(again.final, parent.final)
     assert not np.allclose(child.final, parent.final, atol=1e-4)
 
 
@@ -201,7 +214,7 @@ def test_the_run_list_file_brings_every_run_back(window, qtbot, make_window, tmp
     assert other.run_list.open(path)
     opened = runs_of(other)
     assert [r.name for r in opened] == ["baseline", "run 2", "run 3"] and opened[0].pinned
-    assert opened[2].parent is opened[0] and opened[2].at_step == 2
+    assert opened[2].parent is opened[0] and opened[2].at_step == 2 and opened[2].shared_steps == 2
     for before, after in zip(runs_of(window), opened):
         assert np.array_equal(before.final, after.final)
         assert all(np.array_equal(a, b) for a, b in zip(before.floats.arrays(), after.floats.arrays()))
