@@ -68,7 +68,8 @@ class KeptRun:
         """The run's settings in one line: sampler, steps, eta, seed, class, guidance."""
         settings = self.info.record.get("settings", {})
         sampler = settings.get("sampler", {})
-        parts = [f"{str(sampler.get('sampler', '?')).upper()} {len(self.timesteps)} steps"]
+        own = len(self.info.record.get("timesteps", self.timesteps))   # a branch's own, not the ones it shares
+        parts = [f"{str(sampler.get('sampler', '?')).upper()} {own} steps"]
         if "eta" in sampler:
             parts.append(f"eta {sampler['eta']:g}")
         parts.append(f"seed {settings.get('seed')}")
