@@ -74,13 +74,14 @@ def test_memory_freed_at_the_top_of_the_heap_is_reused_without_fresh_pages():
 def test_a_sampling_run_in_the_main_thread_touches_no_fresh_pages_once_freed_memory_is_kept():
     """The control, the same runs with glibc's default top pad, touched 0 to 25,000 fresh pages a run here,
     depending on where the heap's top happened to lie (measured on 2 CPU cores: 26,000 and 77,000 over five runs
-    of 50 steps; 12,000 and 14,000 over the three runs of 20 steps here); kept, at most a few over the 60 steps."""
+    of 50 steps; 2,000 to 14,000 over the three runs of 20 steps here); kept, at most a few over the 60 steps."""
     # on two threads, as measured: on one, the heap's top stays in use between runs and glibc has nothing to trim,
     # so the control touches no fresh pages either
     kept, default = run_script(FAULTS_PER_RUN, "keep", threads=2), run_script(FAULTS_PER_RUN, "default", threads=2)
     assert kept["kept"] is True and default["kept"] is None
     assert sum(kept["faults"]) < 500, kept
-    assert sum(default["faults"]) > 2000, default   # without it the same runs do touch fresh pages
+    # without it the same runs do touch fresh pages (how many depends on where the heap's top happens to lie)
+    assert sum(default["faults"]) > max(1000, 3 * sum(kept["faults"])), (kept, default)
 
 
 def test_the_studio_command_keeps_freed_memory_before_it_samples(monkeypatch, capsys):
