@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import math
 import os
 import sys
@@ -79,11 +78,9 @@ def _size(nbytes: float) -> str:
 
 
 def _reason(exc: OSError) -> str:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.EISDIR:
-        return "it is a folder"
-    return exc.strerror or str(exc)
+    from studio.core.os_reason import os_reason
+
+    return os_reason(exc)
 
 
 def check_input_file(path: Path) -> None:
@@ -197,9 +194,8 @@ def read_array_header(path: Path, handle=None) -> ArrayHeader:
     """Read and check a .npy header without reading (or allocating for) its data: format version 1.0 or 2.0,
     a plain real numeric dtype, a shape whose bytes the file really holds and whose float32 copy stays within
     MAX_ARRAY_BYTES. ``handle``: an open binary file of ``path`` positioned at its start (else it is opened)."""
-    from numpy.lib import format as npy_format
-
     from studio.core.errors import SettingsError
+    from studio.core.npy_header import NpyHeaderError, read_npy_header
 
     with contextlib.ExitStack() as stack:
         if handle is None:
@@ -208,19 +204,12 @@ def read_array_header(path: Path, handle=None) -> ArrayHeader:
             except OSError as exc:
                 raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
         try:
-            version = npy_format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = npy_format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = npy_format.read_array_header_2_0(handle)
-            else:
-                raise SettingsError(f"{path}: .npy format version {version[0]}.{version[1]} is not supported "
-                                    "(1.0 and 2.0 are; save a plain numeric array with numpy.save)")
+            shape, _, dtype = read_npy_header(handle)
             data_bytes = os.fstat(handle.fileno()).st_size - handle.tell()
         except OSError as exc:
             raise SettingsError(f"{path}: cannot read it: {_reason(exc)}") from None
-        except (ValueError, TypeError, SyntaxError) as exc:
-            raise SettingsError(f"{path}: not a readable .npy array ({exc})") from None
+        except NpyHeaderError as exc:
+            raise SettingsError(f"{path}: {exc} (save a plain numeric array with numpy.save)") from None
     _check_plain_numbers(path, dtype)
     count = math.prod(shape)   # Python integers: no overflow, whatever the header claims
     claimed = count * dtype.itemsize

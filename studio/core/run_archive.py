@@ -10,7 +10,6 @@ and the caller's state stays as it was.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -23,6 +22,8 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import SettingsError
+from .npy_header import NpyHeaderError, read_npy_header
+from .os_reason import os_reason
 
 FORMAT_NAME = "sampling-studio-runs"
 FORMAT_VERSION = 1
@@ -271,22 +272,8 @@ def write_run_archive(path: str | os.PathLike, runs: list[ArchivedRun], model_sh
                     with archive.open(member, "w", force_zip64=array.nbytes > 2**30) as handle:
                         np.save(handle, array, allow_pickle=False)
     except OSError as exc:
-        raise RunArchiveError(f"cannot write {path}: {_write_reason(exc)}") from None
+        raise RunArchiveError(f"cannot write {path}: {os_reason(exc, ENOENT='its folder does not exist')}") from None
     return path
-
-
-def _write_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full"
-    if exc.errno == errno.EDQUOT:
-        return "the disk quota is exceeded"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return "its folder does not exist"
-    return exc.strerror or str(exc)
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -312,8 +299,6 @@ def _read_manifest(archive: zipfile.ZipFile):
 def _read_member(archive: zipfile.ZipFile, member: str, shape: tuple[int, ...], where: str,
                  budget: list[int]) -> np.ndarray:
     """Read one float32 .npy member of the manifest's ``shape``, its header checked before its data."""
-    from numpy.lib import format as npy_format
-
     what = f"{where}: member {member[:100]!r}"
     try:
         info = archive.getinfo(member)
@@ -323,15 +308,9 @@ def _read_member(archive: zipfile.ZipFile, member: str, shape: tuple[int, ...], 
         raise _Bad(f"{what} uses a compression the studio does not read")
     with archive.open(info) as handle:
         try:
-            version = npy_format.read_magic(handle)
-            if version == (1, 0):
-                header_shape, _, dtype = npy_format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                header_shape, _, dtype = npy_format.read_array_header_2_0(handle)
-            else:
-                raise _Bad(f"{what}: .npy format version {version[0]}.{version[1]} is not one the studio reads")
-        except (ValueError, TypeError, SyntaxError, EOFError) as exc:
-            raise _Bad(f"{what} is not a readable .npy array ({str(exc)[:200]})") from None
+            header_shape, _, dtype = read_npy_header(handle)
+        except NpyHeaderError as exc:
+            raise _Bad(f"{what}: {exc}") from None
         header_bytes = handle.tell()
         if dtype.hasobject:
             raise _Bad(f"{what} holds Python objects, which would need pickle; the studio does not load them")
@@ -350,7 +329,7 @@ def _read_member(archive: zipfile.ZipFile, member: str, shape: tuple[int, ...], 
             raise _Bad(f"its arrays together are over the cap of {_size(MAX_TOTAL_BYTES)}")
         handle.seek(0)
         try:
-            data = npy_format.read_array(handle, allow_pickle=False)
+            data = np.lib.format.read_array(handle, allow_pickle=False)
         except (ValueError, EOFError) as exc:
             raise _Bad(f"{what} is not a readable .npy array ({str(exc)[:200]})") from None
         if handle.read(1):   # reaching the end also makes zipfile check the member's CRC

@@ -1,6 +1,6 @@
 """One worker at a time on a fresh QThread: start, cancel, wait for the thread, drop a stopped worker's signals.
 
-``RunController`` (a sampling run) and ``StudyController`` (a study) build on it. Every worker gets a number;
+``RunController`` (a sampling run) and ``CellsController`` (a grid, a study) build on it. Every worker gets a number;
 its signals carry it, and a controller forwards only those of the worker in progress: what a stopped worker still
 had queued arrives after it ended and is dropped. The end is reported only once the thread has ended, so a new
 worker never overlaps the old one and closing the window can wait on it.

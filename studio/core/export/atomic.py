@@ -4,7 +4,6 @@ OSError becomes one ExportError that names the file and says why in words."""
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -12,24 +11,11 @@ from typing import Callable
 
 from ..atomic import PROBE_PREFIX, atomic_path, remove_stale_temporaries
 from ..errors import StudioError
+from ..os_reason import os_reason as _reason
 
 
 class ExportError(StudioError):
     """A file could not be written; the message names the file and the reason."""
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full"
-    if exc.errno == errno.EDQUOT:
-        return "the disk quota is exceeded"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    if exc.errno == errno.ENOTDIR:
-        return "a part of the path is a file, not a folder"
-    return exc.strerror or str(exc)
 
 
 def ensure_folder(folder: str | os.PathLike) -> Path:

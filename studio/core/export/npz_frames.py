@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import SettingsError
+from ..npy_header import NpyHeaderError, read_npy_header
 
 _FLOAT32 = np.dtype("<f4")
 
@@ -43,11 +44,8 @@ def read_npz_frames(path: str | os.PathLike, member: str, frames: Sequence[int],
 def _read_frames(path: Path, member: str, handle, size: int, frames: Sequence[int],
                  expected_shape: tuple[int, ...]) -> np.ndarray:
     try:
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(handle, max_header_size=10_000)
-    except (ValueError, EOFError) as exc:
+        shape, fortran_order, dtype = read_npy_header(handle)
+    except NpyHeaderError as exc:
         raise SettingsError(f"{path}: its {member} array is damaged ({exc})") from None
     if dtype != _FLOAT32 or fortran_order:
         raise SettingsError(f"{path}: its {member} array is {dtype}{' (Fortran order)' if fortran_order else ''}, "
