@@ -1,10 +1,10 @@
 """Shows a run: keeps its frames in the TrajectoryStore and paints the step the timeline points at.
 
 Every step the worker sends goes into the store (and its float values into a FloatTrajectory, for exports);
-painting is coalesced to at most one repaint per ``REPAINT_INTERVAL_MS`` while a run streams in, fewer where the
-GUI thread's work would take more than its share of the machine from the sampler (``live_pace``), the
-plots (cursors, per-step curves) follow at most every ``LIVE_PLOTS_INTERVAL_S``; the last step is always
-painted in full, and scrubbing a finished run paints at once.
+a run's first step is painted at once, then painting is coalesced to at most one repaint per
+``REPAINT_INTERVAL_MS`` while the run streams in, fewer where the GUI thread's work would take more than its share
+of the machine from the sampler (``live_pace``), the plots (cursors, per-step curves) follow at most every
+``LIVE_PLOTS_INTERVAL_S``; the last step is always painted in full, and scrubbing a finished run paints at once.
 
 Step 0 of the timeline is x_T, the starting noise (``views.timeline.X_T``): x_t shows it, and x0_pred and the
 predicted noise, which do not exist before the first model call, show as blank tiles under a caption that says so.
@@ -63,6 +63,7 @@ class RunPresenter(QObject):
         self._curves_drawn = 0
         self._plots_at = 0.0   # when the plots last followed a live run
         self._pending_layout = None   # (GridLayout, labels) of a run whose first step is not painted yet
+        self._first_paint_pending = False   # a live run's first step is not painted yet
         self._repaint_timer = QTimer(self)
         self._repaint_timer.setSingleShot(True)
         self._repaint_timer.setInterval(REPAINT_INTERVAL_MS)
@@ -153,6 +154,7 @@ class RunPresenter(QObject):
         self.plots.set_timesteps(info.timesteps)
         self.live = True
         self._pace.start()
+        self._first_paint_pending = True
         self._ready_at = time.perf_counter()
         self._plots_at = self._ready_at   # cleared above; they follow the run from LIVE_PLOTS_INTERVAL_S on
         self._captions()
@@ -264,7 +266,11 @@ class RunPresenter(QObject):
 
     def _on_step_changed(self, _index: int) -> None:
         if self.live:
-            if not self._repaint_timer.isActive():
+            if self._first_paint_pending:   # a run's first step is painted at once; the next ones coalesce
+                self._first_paint_pending = False
+                self._repaint_timer.stop()
+                self.paint()
+            elif not self._repaint_timer.isActive():
                 self._repaint_timer.start()
         else:
             self.paint()

@@ -16,6 +16,7 @@ never waits for the screen: a step's frames come back once its copies have lande
 from __future__ import annotations
 
 import importlib.util
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ class WorkerStep:
 class HostPreviews:
     """Frames made in the worker thread, several steps at a time: steps wait (their tensors are the engine's,
     which it never writes again) until ``BATCH_INTERVAL_S`` has passed since the last batch, and are then made
-    together (``frames_for_steps``: the same dozen torch calls for one step or twenty). A slow model's steps
+    together (``frames_for_steps``: the same dozen torch calls for one step or twenty); the first step goes alone at
+    once, so the window shows a run's first x0_pred one model call after it starts. A slow model's steps
     still go one by one; a fast model's reach the window a few at a time, which it paints at most 8 times a
     second anyway. ``keep_floats``: every step's float x_t and x0_pred go along (else only the last step's x_t,
     the samples)."""
@@ -53,7 +55,7 @@ class HostPreviews:
         self._clock = clock
         self._previous_x0: np.ndarray | None = None
         self._pending: list = []
-        self._batch_at = clock()
+        self._batch_at = -math.inf   # the first step goes at once: the window shows it without waiting
 
     def submit(self, step) -> None:
         self._pending.append(step)

@@ -156,6 +156,27 @@ def _held_run(window, qtbot, hold_at):
     return network
 
 
+def test_a_runs_first_x0_pred_is_painted_one_model_call_after_it_starts(make_window, qtbot):
+    """Nothing waits on purpose before the first preview: the worker sends the first step alone at once (later
+    ones in batches) and the window paints it at once (later ones at its repaint pace). The second model call is
+    held and the repaint interval made a minute long: the first step is on screen all the same."""
+    window = make_window(tiny_digits())
+    configure(window)
+    window.presenter._repaint_timer.setInterval(60_000)
+    network = window.denoiser.network
+    network.hold_at = 1
+    with qtbot.waitSignal(window.presenter.step_shown, timeout=10000, check_params_cb=lambda i: i == 0):
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    assert network.held.wait(10) and network.calls == 2   # shown while the second call is in flight
+    assert window.presenter.store.steps_done == 1
+    frame = window.presenter.store.frame(0)
+    grid = window.preview_x0.grid
+    assert np.array_equal(grid.grid_image(), make_grid(frame.x0_tiles, grid.grid_layout))
+    with qtbot.waitSignal(window.run_finished, timeout=10000) as finished:
+        network.gate.set()
+    assert finished.args[0].status == FINISHED
+
+
 def test_escape_cancels_within_one_model_call_and_keeps_the_steps_done(make_window, qtbot, unbatched):
     window = make_window(tiny_digits())
     network = _held_run(window, qtbot, hold_at=5)

@@ -100,6 +100,7 @@ def test_on_the_cpu_a_fast_models_steps_are_made_into_frames_together_and_all_ar
     previews = HostPreviews(card, 12, keep_floats=True, clock=clock)
     *sent, batches = collect_in_batches(previews, steps, clock)
     assert [s.frames.index for s in sent] == list(range(12))
+    assert batches[0] == [0]   # the first step goes alone at once: the window shows it without waiting
     assert max(len(b) for b in batches) > 1 and all(len(b) <= 3 for b in batches)
     for got, step in zip(sent, steps):
         assert np.array_equal(got.x_t, step.x_t.numpy()) and np.array_equal(got.x0_pred, step.x0_pred.numpy())
