@@ -131,32 +131,6 @@ def check_writable(path: Path, what: str) -> None:
         raise SettingsError(f"{what} {str(path)!r}: {exc}") from None
 
 
-M_MMAP_THRESHOLD = -3                     # glibc's mallopt parameter number (malloc.h)
-MMAP_THRESHOLD_BYTES = 32 * 2**20         # glibc's largest: blocks below this come from the heap
-
-
-def keep_activations_on_heap() -> bool:
-    """Serve the training step's activations (megabytes each) from the heap instead of fresh mmaps.
-
-    The studio's entry point sets glibc's top pad (studio.core.allocator), and any mallopt call freezes glibc's
-    otherwise self-raising mmap threshold at 128 KiB: every activation of a training step was then mapped and
-    unmapped afresh, and the page faults doubled the step's CPU time (0.52 s user + 0.38 s system per step of
-    the shapes recipe; 0.01 s system with this). Speed only: the results are the same. False where there is no
-    glibc."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-
-
 def run(args: argparse.Namespace) -> int:
     from .data import load_data
     from .state import default_state_path
@@ -164,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(require_int("--threads", args.threads, 1))
-    keep_activations_on_heap()
     if args.device not in ("cpu", "auto", "mps") and not args.device.startswith("cuda"):
         raise SettingsError(f"--device must be cpu, auto, cuda or mps, got {args.device!r}")
     from ..core.engine import resolve_device
