@@ -22,7 +22,9 @@ plain at once. Otherwise auto first times the plain network on the probe batch (
 the run is long enough for a candidate to pay at all); a candidate not built yet is weighed by ``AUTO_PRIORS``
 (its expected set-up and saving, from the measurements in docs/performance.md) and built only if it would pay;
 once built (and checked like any mode) it is timed against plain, interleaved, and kept only if it
-saved at least ``AUTO_MIN_GAIN`` of a call. Timings are kept on the denoiser, so a later run with the same batch
+saved at least ``AUTO_MIN_GAIN`` of a call. A mode whose difference from plain, times the run's ``sensitivity``,
+could pass the tolerance is refused; one that even ``AUTO_DIFFERENCE_PRIOR`` (the least difference measured) would
+refuse is not built at all. Timings are kept on the denoiser, so a later run with the same batch
 decides at once and the same way; a network built earlier in the process (a compiled one's cache warm) costs no
 set-up. The result's ``mode`` is what runs, and what the run records; ``note`` says why.
 
@@ -65,12 +67,20 @@ COMPILE_CONFIG = {"freezing": True}   # inductor config while our network compil
 AUTO_CANDIDATES = {"cpu": ("traced_channels_last", "traced", "compiled"), "cuda": ("cuda_graph",)}
 # a candidate's expected cost before it is built: (set-up seconds, plus plain calls' worth of set-up, the fraction
 # of a plain call it saves). From the measurements on this project's 2-core CPU, set-up on the slow side and
-# savings on the low side: traced 0.3-0.6 s, saving 5-46%; traced on channels-last the same set-up, saving 16-53%;
-# compiling 35-60 s cold, saving 24-39% (so auto compiles only where a run's plain network time is 20 minutes or
-# more); CUDA graphs a few calls (no GPU measured: a guess).
-AUTO_PRIORS = {"traced": (0.6, 8.0, 0.15), "traced_channels_last": (0.6, 8.0, 0.2), "compiled": (60.0, 10.0, 0.25),
+# savings on the low side: tracing 0.3-0.6 s in a process that traced before, 1.6 s in a fresh one (a whole
+# `studio sample` process: trace and freeze 1.4 s, the checked first call 0.2 s), and the decision's own calls (the
+# check against plain, plain and the graph timed interleaved) about 11 plain calls; traced saving 5-46% (13% for
+# the bench's UNet2DModel at 16 rows), on channels-last 16-53%; compiling 35-60 s cold, saving 24-39% (so auto
+# compiles only where a run's plain network time is 20 minutes or more); CUDA graphs a few calls (no GPU measured:
+# a guess).
+AUTO_PRIORS = {"traced": (1.5, 11.0, 0.15), "traced_channels_last": (1.5, 11.0, 0.2), "compiled": (60.0, 10.0, 0.25),
                "compiled_channels_last": (60.0, 10.0, 0.25), "channels_last": (0.05, 4.0, 0.05),
                "cuda_graph": (0.05, 8.0, 0.3)}
+# a candidate's expected difference from plain a call before it is built: the least measured (docs/performance.md:
+# 2.2e-7 to 2.9e-6 for the channels-last layouts, 2.2e-7 compiled); the traced graph on the plain layout and the
+# CUDA graph run plain's kernels. Auto does not build a mode that even this could refuse (a long run's sensitivity).
+AUTO_DIFFERENCE_PRIORS = {"traced": 0.0, "cuda_graph": 0.0}
+AUTO_DIFFERENCE_PRIOR = 1e-7   # every other mode
 AUTO_MIN_GAIN = 0.05     # a built mode must measure at least this much faster per call than plain to be kept
 AUTO_MIN_PARAMETERS = 10_000   # a network module with fewer stays plain without a timing call: its calls are cheap
 AUTO_TIMING_CALLS = 3    # calls of plain and of a built candidate, interleaved, timed by auto (the fastest counts)
@@ -196,6 +206,14 @@ def _auto(target: NetworkDenoiser, batch_size: int, tolerance: float, calls: int
     candidates = [mode for mode in AUTO_CANDIDATES.get(target.device.type, ()) if _may_try(target, mode)]
     candidates += [mode for mode, (_, result) in built.items()   # built before (a warm cache): free to use
                    if mode not in candidates and result.mode == mode]
+    refused: dict[str, str] = {}
+    for mode in list(candidates):   # what even the least difference measured would refuse is not built
+        expected = AUTO_DIFFERENCE_PRIORS.get(mode, AUTO_DIFFERENCE_PRIOR)
+        if mode not in built and expected * sensitivity > tolerance:
+            candidates.remove(mode)
+            refused[mode] = (f"not tried: a difference from plain of {expected:.2g} a call, the least measured, "
+                             f"could move the final samples past {tolerance:g} (the run's sensitivity "
+                             f"{sensitivity:.3g})")
     setup: dict[str, float] = {}   # mode -> the seconds building it took in this decision
 
     def done(mode: str, why: str, plain_call: float = 0.0) -> Acceleration:
@@ -210,7 +228,8 @@ def _auto(target: NetworkDenoiser, batch_size: int, tolerance: float, calls: int
                        reused=mode not in setup)
 
     if not candidates:
-        return done("plain", f"no faster mode for this network on {target.device.type}")
+        return done("plain", "; ".join(f"{mode}: {note}" for mode, note in refused.items())
+                    or f"no faster mode for this network on {target.device.type}")
     if target.module is not None and _parameters(target) < AUTO_MIN_PARAMETERS:
         return done("plain", f"a network of under {AUTO_MIN_PARAMETERS:,} parameters: nothing to gain")
     if calls == 0:
@@ -231,7 +250,6 @@ def _auto(target: NetworkDenoiser, batch_size: int, tolerance: float, calls: int
             return done("plain", "no faster mode's set-up would pay", bound)
         plain_call = min(bound, *(_seconds_per_call(target.plain_network, probe, target.device) for _ in range(2)))
         timings[("plain", *where[:3])] = plain_call
-    refused: dict[str, str] = {}
     for _ in range(len(candidates) + 1):
         options = []
         for mode in candidates:
