@@ -273,6 +273,41 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+def test_opening_a_folder_leaves_dynamo_unloaded_until_it_is_used_and_then_whole(folders):
+    """diffusers.utils imports torch._dynamo (about 1 s) for a decorator on its attention classes: a fresh process
+    that opens a folder and calls its network runs none of Dynamo. The first import of a Dynamo submodule runs the
+    package first, and Dynamo's registry then holds diffusers' decorated classes, as in a process that imported
+    Dynamo before diffusers (the control)."""
+    path = folders["pipeline"][0]
+    code = f"""
+import sys, torch
+if sys.argv[1] == "control":
+    import torch._dynamo
+from studio.core.checkpoints import open_checkpoint
+denoiser = open_checkpoint({str(path)!r})
+x, t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 99])
+with torch.no_grad():
+    denoiser.raw(x, t, None)
+dynamo = sys.modules["torch._dynamo"]
+deferred = type(dynamo).__name__ == "DeferredDynamo"
+ran_before = "torch._dynamo.eval_frame" in sys.modules
+import torch._dynamo.config   # a submodule: the package runs first
+from torch._dynamo import trace_rules
+from diffusers.models.attention_processor import Attention
+assert torch._dynamo is dynamo is sys.modules["torch._dynamo"]
+assert torch._dynamo.allow_in_graph.__module__ == "torch._dynamo.decorators"
+torch._dynamo.reset()
+print(deferred, ran_before, id(Attention) in trace_rules._allowed_callable_ids)
+"""
+    answers = {}
+    for mode in ("studio", "control"):
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        answers[mode] = done.stdout.split()
+    assert answers["studio"] == ["True", "False", "True"]     # deferred, not run by the forward, registered after
+    assert answers["control"] == ["False", "True", "True"]    # Dynamo imported first: the same registration
+
+
 def test_without_diffusers_the_message_says_how_to_add_it(folders, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` fail
     path = folders["pipeline"][0]

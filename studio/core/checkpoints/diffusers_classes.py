@@ -11,8 +11,9 @@ in ``sys.modules`` as a ``DeferredPackage`` (the package's own folder, spec and 
 A ``DeferredPackage`` stays a faithful package for any later user: the first time a name is missing from it
 (``from diffusers.models.unets import UNet2DConditionModel``, ``diffusers.models.unets.UNet1DModel``), it runs the
 package's own ``__init__`` in its namespace, once, and looks again. Submodules already loaded are reused, so the
-classes stay the same objects. What diffusers itself imports first (``diffusers.utils``, which imports
-``torch._dynamo`` for its ``maybe_allow_in_graph``, about 1 s) is not skipped: that would change diffusers.
+classes stay the same objects. ``diffusers.utils`` imports ``torch._dynamo`` (about 1 s) for the decorator
+``maybe_allow_in_graph``: ``deferred_dynamo`` enters it the same way, noting what the decorator is given and
+registering it with Dynamo once anything loads Dynamo for real.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def _defer(name: str) -> None:
 
 def unet2d_class() -> type:
     """diffusers' ``UNet2DModel``; raises ImportError when diffusers is not installed."""
+    from . import deferred_dynamo
+
+    if UNET_MODULE not in sys.modules:
+        deferred_dynamo.defer()   # diffusers.utils imports it for a decorator: about 1 s, for nothing unless compiled
     import diffusers.models   # noqa: F401 -- diffusers' own lazy top levels (and diffusers.utils)
 
     module = sys.modules.get(UNET_MODULE)
