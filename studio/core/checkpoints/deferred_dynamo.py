@@ -56,15 +56,9 @@ def defer() -> bool:
     with _lock:
         if NAME in sys.modules or "torch" not in sys.modules:
             return False
-        spec = importlib.util.find_spec(NAME)
-        if spec is None or spec.submodule_search_locations is None or spec.loader is None:
+        module = unrun_package(DeferredDynamo, NAME)
+        if module is None:
             return False
-        module = DeferredDynamo(NAME)
-        module.__spec__ = spec
-        module.__path__ = list(spec.submodule_search_locations)
-        module.__package__ = NAME
-        module.__file__ = spec.origin
-        module.__loader__ = spec.loader
         noted: list[weakref.ref] = []
         state = {"done": False}
 
@@ -84,6 +78,21 @@ def defer() -> bool:
         if not any(isinstance(finder, _CompleteFirst) for finder in sys.meta_path):
             sys.meta_path.insert(0, _CompleteFirst())
         return True
+
+
+def unrun_package(kind: type, name: str):
+    """A module of ``kind`` (a ModuleType) that is package ``name`` with nothing of it run: its own folder, spec and
+    loader, for its ``__init__`` to run in later; None where ``name`` is not a package found on disk."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.submodule_search_locations is None or spec.loader is None:
+        return None
+    module = kind(name)
+    module.__spec__ = spec
+    module.__path__ = list(spec.submodule_search_locations)
+    module.__package__ = name
+    module.__file__ = spec.origin
+    module.__loader__ = spec.loader
+    return module
 
 
 def complete(module: DeferredDynamo) -> bool:

@@ -19,10 +19,11 @@ registering it with Dynamo once anything loads Dynamo for real.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import threading
 import types
+
+from .deferred_dynamo import defer as defer_dynamo, unrun_package
 
 UNET_MODULE = "diffusers.models.unets.unet_2d"
 # packages whose __init__ imports far more than UNet2DModel needs (their submodules load one by one)
@@ -46,15 +47,9 @@ class DeferredPackage(types.ModuleType):
 def _defer(name: str) -> None:
     if name in sys.modules:
         return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.submodule_search_locations is None or spec.loader is None:
+    package = unrun_package(DeferredPackage, name)
+    if package is None:
         raise ImportError(f"{name} is not a package")
-    package = DeferredPackage(name)
-    package.__spec__ = spec
-    package.__path__ = list(spec.submodule_search_locations)
-    package.__package__ = name
-    package.__file__ = spec.origin
-    package.__loader__ = spec.loader
     package.__dict__["_deferred_done"] = False
     parent_name, _, child = name.rpartition(".")
     sys.modules[name] = package
@@ -65,10 +60,8 @@ def _defer(name: str) -> None:
 
 def unet2d_class() -> type:
     """diffusers' ``UNet2DModel``; raises ImportError when diffusers is not installed."""
-    from . import deferred_dynamo
-
     if UNET_MODULE not in sys.modules:
-        deferred_dynamo.defer()   # diffusers.utils imports it for a decorator: about 1 s, for nothing unless compiled
+        defer_dynamo()   # diffusers.utils imports it for a decorator: about 1 s, for nothing unless compiled
     import diffusers.models   # noqa: F401 -- diffusers' own lazy top levels (and diffusers.utils)
 
     module = sys.modules.get(UNET_MODULE)
