@@ -468,6 +468,20 @@ class CompareView(QDialog):
             self.step_plot.plot(fraction, store.x0_change[:n],
                                 pen=pg.mkPen(row.colour, width=2, style=Qt.PenStyle.DashLine))
 
+    def follow_names(self) -> None:
+        """A compared run was renamed in the Runs dock: its row, the difference's choices and the plots' legends
+        say its new name."""
+        for combo in (self.diff_a, self.diff_b):
+            for index, run in enumerate(self.runs):
+                combo.setItemText(index, run.name)
+        for plot in (self.schedule_plot, self.step_plot):
+            plot.clear()
+            legend = plot.getPlotItem().legend
+            if legend is not None:
+                legend.clear()
+        self._fill_plots()
+        self.update_view()
+
     # --- showing the position ------------------------------------------------------------------------------------
     @property
     def alignment(self) -> str:

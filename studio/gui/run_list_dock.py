@@ -211,6 +211,8 @@ class RunListDock(QObject):
         for other in self.runs.runs:   # its branches name it
             if other.parent is run:
                 self._refresh(other)
+        if self.compare_view is not None and any(compared is run for compared in self.compare_view.runs):
+            self.compare_view.follow_names()
 
     def toggle_pin(self, run: KeptRun | None = None) -> None:
         run = run or (self.selected() or [None])[0]

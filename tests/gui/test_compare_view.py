@@ -219,3 +219,17 @@ def test_vector_models_compare_without_pictures(make_window, qtbot):
         child(view, QSlider, "compareTimeline").setValue(position)
     assert "run 2: step 6/6" in child(view, QLabel, "compareSteps").text()
     assert view.diff_max is not None and view.diff_max > 0
+
+
+def test_renaming_a_compared_run_in_the_runs_dock_renames_it_in_the_view(image_window, qtbot):
+    window = image_window
+    runs = make_runs(window, qtbot)
+    view = compare(window, qtbot, runs)
+    window.run_list.rename(runs[1], "  the   long one ")
+    assert runs[1].name == "the long one"
+    assert "the long one" in child(view, QLabel, "compareRowLabel1").text()
+    assert [child(view, QComboBox, name).itemText(1) for name in ("compareDiffA", "compareDiffB")] == \
+        ["the long one"] * 2
+    legend = view.step_plot.getPlotItem().legend
+    assert "the long one" in [label.text for _, label in legend.items]
+    assert len(view.cursors) == 2   # the plots were redrawn whole, once
