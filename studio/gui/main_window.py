@@ -109,6 +109,8 @@ class MainWindow(QMainWindow):
         self.model_panel.run_device_changed.connect(self._show_device)
         self.seed_panel.budget_spin.valueChanged.connect(self._frame_budget_changed)
         self.presenter.step_shown.connect(lambda _: self.update_actions())
+        self.loading.started.connect(lambda _: self._show_empty_state())
+        self.loading.finished.connect(lambda *_: self._show_empty_state())
         for pane in (self.preview_xt, self.preview_x0):
             pane.grid.tile_menu_requested.connect(self.exports.show_tile_menu)
 
@@ -335,6 +337,18 @@ class MainWindow(QMainWindow):
             self.runs.cancel()
         else:
             self.loading.cancel()
+
+    def _show_empty_state(self) -> None:
+        """With no model open, the centre says what is happening: a checkpoint opening, or how to open one."""
+        from html import escape
+
+        from .model_loading import display_name
+
+        if self.loading.busy and self.denoiser is None:
+            name = escape(display_name(self.loading.source))
+            self.empty_state.setText(window_layout.LOADING_STATE_TEXT.format(name=name))
+        else:
+            self.empty_state.setText(window_layout.EMPTY_STATE_TEXT)
 
     def _frame_budget_changed(self, mib: int) -> None:
         """The Seed panel's frame memory: the budget of the next run's trajectory store."""

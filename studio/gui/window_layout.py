@@ -30,6 +30,7 @@ from .views.timeline import Timeline
 EMPTY_STATE_TEXT = ("<h2>No model loaded</h2><p>Open a checkpoint with <b>File ▸ Open checkpoint or PNG…</b> "
                     "(Ctrl+O), pick one in the Model panel, or drop a checkpoint file, a diffusers folder or a PNG "
                     "the studio exported onto this window.</p>")
+LOADING_STATE_TEXT = "<h2>Opening {name}…</h2><p>The model appears here once it is open; Esc cancels.</p>"
 
 
 def build(window) -> None:

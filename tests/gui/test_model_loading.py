@@ -13,7 +13,7 @@ import weakref
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from gui_models import GATE_TIMEOUT_S, tiny_digits, write_mlp_checkpoint, write_unet_checkpoint
 from studio.gui import model_loading, persistence, status_texts
@@ -528,3 +528,26 @@ def test_the_last_model_reopened_at_start_is_never_run_as_code(make_window, qtbo
         model_loading.open_at_start(window, None, restore_last=True, open_default=False)
     assert asked == [] and len(opener.threads) == 1   # refused without asking, and not tried again trusted
     assert "never reopens code" in window.error_banner.message() and window.card.name == "tiny-digits"
+
+
+def test_with_no_model_open_the_centre_says_a_checkpoint_is_opening(make_window, qtbot, tmp_path):
+    path = write_unet_checkpoint(tmp_path / "slow.safetensors", name="slow")
+    window = make_window()
+    opener = GatedOpener(path)
+    window.loading.opener = opener
+    empty = window.findChild(QLabel, "emptyState")
+    assert window.centre_stack.currentWidget() is empty and "No model loaded" in empty.text()
+    try:
+        window.load_checkpoint(path)
+        qtbot.waitUntil(opener.entered[str(path)].is_set, timeout=WAIT_MS)
+        assert "Opening slow.safetensors" in empty.text() and "No model loaded" not in empty.text()
+        with qtbot.waitSignal(window.loading.finished, timeout=WAIT_MS, check_params_cb=finished_with(path, False)):
+            qtbot.keyClick(window, Qt.Key.Key_Escape)   # cancelled: nothing opened, the centre says how to open one
+        assert "No model loaded" in empty.text()
+        window.load_checkpoint(path)
+        with qtbot.waitSignal(window.loading.finished, timeout=WAIT_MS, check_params_cb=finished_with(path, True)):
+            opener.release_all()
+        assert window.card.name == "slow" and window.centre_stack.currentWidget() is not empty
+    finally:
+        opener.release_all()
+        window.loading.wait_idle(GATE_TIMEOUT_S)
