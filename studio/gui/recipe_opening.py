@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ..core.branch_recipe import parent_recipe_of
 from ..core.bundled import as_recorded_bundled, bundled_of_source
-from ..core.checkpoints import read_card
 from ..core.errors import StudioError
 from ..core.recipe import (RecipeError, describe_recipe, read_recipe, recipe_checkpoint, recipe_layout,
                            settings_from_recipe)
 from ..core.settings import RunSettings
 from . import trust_dialog
+from .card_check import read_card_waiting
 
 
 @dataclass(frozen=True)
@@ -144,11 +144,15 @@ def _recipe_model(window, recipe: dict, name: str) -> tuple[bool, str | None]:
                           "open that model yourself, then the PNG again. Nothing was changed")
         return False, None
     if sha256:
-        try:
-            found = read_card(checkpoint).sha256   # the card alone: nothing is loaded before the user agrees
+        try:   # the card alone (off the GUI thread: the hash reads the whole file); nothing loads before a yes
+            card = read_card_waiting(window, checkpoint, f"{Path(checkpoint).name} against the recipe of {name}")
         except StudioError as exc:
             window.show_error(f"{name}: {exc}")
             return False, None
+        if card is None:
+            window.status_label.setText(f"stopped opening {name}: nothing was changed")
+            return False, None
+        found = card.sha256
         if found != sha256 and not trust_dialog.confirm_changed_checkpoint(window, name, checkpoint, sha256, found):
             window.show_error(f"{name} was made with {checkpoint} as it was then (sha256 {sha256[:12]}); the file "
                               f"has changed (sha256 {found[:12]}), so it was not opened. Nothing was changed")

@@ -13,7 +13,7 @@ import weakref
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton
 
 from gui_models import GATE_TIMEOUT_S, tiny_digits, write_mlp_checkpoint, write_unet_checkpoint
 from studio.gui import model_loading, persistence, status_texts
@@ -551,3 +551,46 @@ def test_with_no_model_open_the_centre_says_a_checkpoint_is_opening(make_window,
     finally:
         opener.release_all()
         window.loading.wait_idle(GATE_TIMEOUT_S)
+
+
+def test_a_recipes_checkpoint_is_hashed_off_the_gui_thread_and_the_wait_can_be_cancelled(make_window, qtbot, tmp_path,
+                                                                                         monkeypatch):
+    """Comparing a large checkpoint's sha256 with the recipe's reads the whole file: the window's event loop goes
+    on meanwhile, behind a busy dialog whose Cancel changes nothing."""
+    from PySide6.QtWidgets import QProgressDialog
+
+    from studio.gui import card_check
+
+    window, opener, path, png, before = recipe_window(make_window, qtbot, tmp_path)
+    gate, reading = threading.Event(), []
+    real_read_card = card_check.read_card
+
+    def slow_read_card(checkpoint):
+        reading.append(threading.current_thread())
+        assert gate.wait(GATE_TIMEOUT_S), "test gate was never opened"
+        return real_read_card(checkpoint)
+
+    monkeypatch.setattr(card_check, "read_card", slow_read_card)
+    ticks = []
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: ticks.append(True))
+    timer.start(10)
+
+    def cancel_when_shown():
+        dialog = window.findChild(QProgressDialog, "cardCheckDialog")
+        assert dialog is not None and dialog.isVisible() and len(ticks) >= 3   # the event loop went on
+        qtbot.mouseClick(dialog.findChild(QPushButton), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, lambda: qtbot.waitUntil(
+        lambda: (d := window.findChild(QProgressDialog, "cardCheckDialog")) is not None and d.isVisible(),
+        timeout=WAIT_MS) or cancel_when_shown())
+    assert not window.open_path(png, background=True)
+    assert reading and reading[0] is not threading.main_thread()
+    assert window.card.name == "tiny-digits" and window.current_settings() == before and not window.loading.busy
+    assert "stopped opening made.png" in window.status_label.text()
+    gate.set()   # the hash the cancelled check still computes is remembered: the next open asks nothing more
+    with qtbot.waitSignal(window.loading.finished, timeout=WAIT_MS, check_params_cb=finished_with(path, True)):
+        opener.release_all()
+        assert window.open_path(png, background=True)
+    assert_recipe_applied(window)
+    timer.stop()
