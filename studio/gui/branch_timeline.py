@@ -37,7 +37,7 @@ def join_parent_steps(branch) -> bool:
                                       timesteps=np.concatenate([np.asarray(parent.info.timesteps)[:k],
                                                                 np.asarray(info.timesteps)]),
                                       x_T=parent.info.x_T, x_T_tiles=parent.info.x_T_tiles,
-                                      x_T_values=parent.info.x_T_values)
+                                      x_T_values=parent.info.x_T_values, shared_steps=k)
     branch.store, branch.floats = store, joined_floats
     branch.timesteps = np.concatenate([parent.timesteps[:k], branch.timesteps[:n]])
     branch.timesteps_prev = np.concatenate([parent.timesteps_prev[:k], branch.timesteps_prev[:n]])

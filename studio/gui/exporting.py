@@ -80,8 +80,16 @@ def sample_pixels(view: RunView, step: int, index: int) -> np.ndarray:
 
 
 def sample_recipe(view: RunView, step: int, index: int) -> dict:
+    """Sample ``index``'s recipe at timeline ``step``. A finished branch's first ``shared_steps`` steps (and x_T)
+    are its parent's: a PNG of one carries the parent sample's recipe and step, which make those pixels; past them
+    ``step`` counts the branch's own steps, as its recipe (and ``studio sample --from-png``) does."""
+    shown, shared = shown_step(view, step)[0], view.info.shared_steps
     recipe = recipe_for_sample(view.info.record, index)
-    recipe["step"] = shown_step(view, step)[0] + 1
+    if shared and shown < shared:
+        recipe = dict(recipe["branch"]["parent_recipe"])
+        recipe["step"] = shown + 1
+    else:
+        recipe["step"] = shown + 1 - shared
     return recipe
 
 
@@ -101,8 +109,14 @@ def write_grid_png(path: str | os.PathLike, view: RunView, step: int) -> Path:
     """The batch's x_t grid, laid out as the window shows it, with the whole run's recipe."""
     index, tiles = shown_step(view, step)
     grid = grid_frames(_pictures(view, tiles)[None])[0]
-    recipe = recipe_for_run(view.info.record)
-    recipe["step"] = index + 1
+    record, shared = view.info.record, view.info.shared_steps
+    parent = (record.get("branch") or {}).get("parent") or {}
+    if shared and index < shared and "record" in parent:   # a shared step: the parent run's (see sample_recipe)
+        recipe = recipe_for_run(parent["record"])
+        recipe["step"] = index + 1
+    else:
+        recipe = recipe_for_run(record)
+        recipe["step"] = max(index + 1 - shared, 0)
     return write_png(path, grid, recipe, scale=view.scale)
 
 

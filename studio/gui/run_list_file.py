@@ -10,6 +10,7 @@ damaged file, one from a newer studio or of another model is one message, and th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,7 @@ def open_runs(path, card, schedule, numbers) -> list[KeptRun]:
         if item.parent is not None:
             run.parent, run.at_step = runs[item.parent], item.at_step
             run.shared_steps = min(_timeline(item.record, 0).shared_steps, run.at_step or 0)
+            run.info = dataclasses.replace(run.info, shared_steps=run.shared_steps)
         runs.append(run)
     return runs
 

@@ -53,6 +53,7 @@ class RunInfo:
     x_T_tiles: np.ndarray | None = None    # image models: x_T as (batch, H, W, 3) uint8 tiles
     network: str = "plain"                 # the network's speed mode in use (RunSettings.network, or plain)
     network_note: str = ""                 # why the mode asked for is not the one in use ("" if it is)
+    shared_steps: int = 0                  # a finished branch's first steps that are its parent's (branch_timeline)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ pixels headless; bad branches are one message and nothing else changes."""
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 import pytest
 from gui_models import tiny_digits, write_unet_checkpoint
 from PySide6.QtCore import Qt
@@ -264,3 +265,37 @@ def test_a_bad_run_list_file_is_one_message_and_the_list_stays(window, qtbot, ma
     assert not target.run_list.open(bad)
     assert re.search(message, target.error_banner.text.text()), target.error_banner.text.text()
     assert runs_of(target) == before
+
+
+def test_a_png_of_a_branchs_shared_step_carries_its_parents_recipe_and_one_past_k_the_branchs(make_window, qtbot,
+                                                                                                tmp_path):
+    """A finished branch's timeline starts with its parent's k steps: a PNG of one of them is the parent's sample
+    and carries the parent's recipe and step; a PNG of a later step carries the branch's recipe with the step
+    counted in the branch's own steps, so opening it and generating shows the same pixels."""
+    from studio.core.recipe import read_recipe
+
+    checkpoint = write_unet_checkpoint(tmp_path / "model.safetensors")
+    window = make_window()
+    assert window.open_checkpoint(checkpoint)
+    window.sampler_panel.eta_spin.setValue(1.0)
+    generate(window, qtbot, steps=6, batch=2, seed=4)
+    parent = runs_of(window)[0]
+    window.timeline.set_step(1)   # the parent's own PNG of step 2
+    assert window.exports.export_sample_png(path=tmp_path / "parent.png", index=1)
+    child = branch(window, qtbot, parent_settings(parent).replace(seed=70), at_step=3)
+    assert child.shared_steps == 3 and child.info.shared_steps == 3
+    window.timeline.set_step(1)   # step 2: shared
+    assert window.exports.export_sample_png(path=tmp_path / "shared.png", index=1)
+    shared, of_parent = read_recipe(tmp_path / "shared.png"), read_recipe(tmp_path / "parent.png")
+    assert shared == of_parent and shared["step"] == 2 and "branch" not in shared
+    assert np.array_equal(*(np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("shared", "parent")))
+    window.timeline.set_step(4)   # step 5: the branch's own second step
+    assert window.exports.export_sample_png(path=tmp_path / "own.png", index=1)
+    own = read_recipe(tmp_path / "own.png")
+    assert own["step"] == 2 and own["branch"]["at_step"] == 3 and own["seed"] == 71
+    pixels = np.asarray(Image.open(tmp_path / "own.png"))
+    assert window.open_path(tmp_path / "own.png")
+    generate(window, qtbot)   # the parent's sample for 3 steps, then the branch; the timeline goes to step 2
+    assert window.timeline.current == 1
+    assert window.exports.export_sample_png(path=tmp_path / "again.png", index=0)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), pixels)
