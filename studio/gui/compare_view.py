@@ -195,15 +195,23 @@ class RunState:
 
 
 # --- the exported picture ------------------------------------------------------------------------------------------
-def compare_picture(runs, position: int, align: str = FRACTION, header: str | None = None) -> np.ndarray:
+def compare_picture(runs, position: int, align: str = FRACTION, header: str | None = None,
+                    bounds=None) -> np.ndarray:
     """(H, W, 3) uint8: a header line, then per run its label and its x_t and x0_pred grids (a dropped run: its
-    final samples and a note)."""
+    final samples and a note). Vector models: every run's x_t points on one plot (``compare_scatter``; ``bounds``:
+    its axes, by default those of every step of the runs)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default()
-    line = 14
     steps = shown_steps(runs, position, align)
     states = [RunState(run, step) for run, step in zip(runs, steps)]
+    header = header or f"Sampling Studio · compare by {align} · position {position / POSITIONS:.0%}"
+    if runs and runs[0].card.data_kind == "vector":
+        from .compare_scatter import scatter_bounds, scatter_picture
+
+        colours = [COLOURS_RGB[number % len(COLOURS_RGB)] for number in range(len(states))]
+        return scatter_picture(states, colours, header, bounds or scatter_bounds(runs))
+    font = ImageFont.load_default()
+    line = 14
     blocks = []
     for number, state in enumerate(states):
         x_t, x0 = state.grids()
@@ -212,7 +220,6 @@ def compare_picture(runs, position: int, align: str = FRACTION, header: str | No
         status += ": final samples, x0_pred not kept" if state.dropped else " · left x_t, right x0_pred"
         pictures = [blown_up(p, EXPORT_GRID_PIXELS) for p in (x_t, x0) if p is not None]
         blocks.append((label, status, pictures, COLOURS_RGB[number % len(COLOURS_RGB)]))
-    header = header or f"Sampling Studio · compare by {align} · position {position / POSITIONS:.0%}"
     gap = 8
     text_width = max(int(font.getlength(text)) for block in blocks for text in block[:2])
     text_width = max(text_width, int(font.getlength(header)))
@@ -326,10 +333,9 @@ class CompareView(QDialog):
         self.export_png_button.setObjectName("compareExportPng")
         self.export_gif_button = QPushButton("Export animation…")
         self.export_gif_button.setObjectName("compareExportGif")
-        for button in (self.export_png_button, self.export_gif_button):
-            button.setEnabled(self.is_image)
-            if not self.is_image:
-                button.setToolTip("pictures are for image models")
+        if not self.is_image:
+            for button in (self.export_png_button, self.export_gif_button):
+                button.setToolTip("every run's x_t points on one plot, one colour per run")
         self.export_png_button.clicked.connect(lambda: self.export_png())
         self.export_gif_button.clicked.connect(lambda: self.export_animation())
 
@@ -617,20 +623,20 @@ class CompareView(QDialog):
         count = max(2, int(frames))
 
         def write():
+            from .compare_scatter import scatter_bounds
+
             positions = np.linspace(0, POSITIONS, count).round().astype(int)
+            bounds = None if self.is_image else scatter_bounds(self.runs)   # the same axes in every frame
             pictures = [compare_picture(self.runs, int(p), FRACTION,
                                         header=f"Sampling Studio · compare · frame {i + 1}/{count} · "
-                                               f"{p / POSITIONS:.0%} of the steps")
+                                               f"{p / POSITIONS:.0%} of the steps", bounds=bounds)
                         for i, p in enumerate(positions)]
             return write_gif(path, padded(pictures), frame_ms=150, last_frame_ms=1500)
 
         return self._write(write)
 
     def _can_export(self) -> bool:
-        if self.is_image:
-            return True
-        self._error("Could not export: pictures are for image models")
-        return False
+        return True   # image models: the grids; vector models: the points on one plot (compare_scatter)
 
     def _save_path(self, title: str, name: str, file_filter: str, path) -> str | None:
         from . import persistence

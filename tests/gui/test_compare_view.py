@@ -214,11 +214,39 @@ def test_vector_models_compare_without_pictures(make_window, qtbot):
     view = compare(window, qtbot, runs)
     assert "image models" in view.rows[0].x_t.text()
     assert view.findChild(pg.PlotWidget, "compareScatter") is not None
-    assert not child(view, QPushButton, "compareExportPng").isEnabled()
     for position in (0, 500, 1000):
         child(view, QSlider, "compareTimeline").setValue(position)
     assert "run 2: step 6/6" in child(view, QLabel, "compareSteps").text()
     assert view.diff_max is not None and view.diff_max > 0
+
+
+def test_vector_comparisons_export_their_points_on_one_plot(make_window, qtbot, tmp_path):
+    """The PNG and the animation of a vector comparison draw every run's x_t points in its colour on axes shared by
+    every position; the PNG carries every run's recipe."""
+    from studio.gui.compare_scatter import scatter_bounds
+    from studio.gui.compare_view import COLOURS_RGB, compare_picture
+
+    window = make_window(tiny_vector())
+    runs = make_runs(window, qtbot, ((4, 0), (6, 1)), batch=8)
+    view = compare(window, qtbot, runs)
+    assert child(view, QPushButton, "compareExportPng").isEnabled()
+    child(view, QSlider, "compareTimeline").setValue(1000)
+    assert view.export_png(path=tmp_path / "vectors.png")
+    with Image.open(tmp_path / "vectors.png") as image:
+        pixels = np.asarray(image.convert("RGB"))
+        recipes = json.loads(image.text[RECIPES_KEY])
+    assert [recipe["settings"]["seed"] for recipe in recipes] == [0, 1]
+    for colour in COLOURS_RGB[:2]:   # each run's dots, in its colour
+        assert (pixels == colour).all(axis=-1).sum() >= 8
+    assert np.array_equal(pixels, compare_picture(runs, 1000))
+    bounds = scatter_bounds(runs)
+    final = np.concatenate([run.final for run in runs])
+    assert bounds[0] < final[:, 0].min() and final[:, 0].max() < bounds[1]
+    assert view.export_animation(path=tmp_path / "vectors.gif", frames=3)
+    with Image.open(tmp_path / "vectors.gif") as gif:
+        assert gif.n_frames == 3
+        sizes = {gif.seek(i) or gif.size for i in range(3)}
+    assert len(sizes) == 1   # one canvas: the axes never rescale
 
 
 def test_renaming_a_compared_run_in_the_runs_dock_renames_it_in_the_view(image_window, qtbot):
