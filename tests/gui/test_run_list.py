@@ -43,6 +43,16 @@ def branch(window, qtbot, settings, at_step: int):
     return runs_of(window)[-1]
 
 
+def file_model_run(make_window, qtbot, tmp_path, steps: int, seed: int):
+    """A window on a checkpoint file (so its PNGs can be opened again) after one DDIM run at eta 1 of 2 samples."""
+    checkpoint = write_unet_checkpoint(tmp_path / "model.safetensors")
+    window = make_window()
+    assert window.open_checkpoint(checkpoint)
+    window.sampler_panel.eta_spin.setValue(1.0)
+    generate(window, qtbot, steps=steps, batch=2, seed=seed)
+    return window, runs_of(window)[0]
+
+
 @pytest.fixture
 def window(make_window):
     return make_window(tiny_digits())
@@ -165,12 +175,7 @@ def test_the_branch_dialog_changes_the_seed_for_the_steps_after_k(window, qtbot,
 def test_a_branch_png_makes_its_pixels_again_headless_and_in_the_window(make_window, qtbot, tmp_path):
     from studio.cli import main as studio_main
 
-    checkpoint = write_unet_checkpoint(tmp_path / "model.safetensors")
-    window = make_window()
-    assert window.open_checkpoint(checkpoint)
-    window.sampler_panel.eta_spin.setValue(1.0)
-    generate(window, qtbot, steps=5, batch=2, seed=3)
-    parent = runs_of(window)[0]
+    window, parent = file_model_run(make_window, qtbot, tmp_path, steps=5, seed=3)
     settings = parent_settings(parent).replace(seed=30, class_label=7)
     child = branch(window, qtbot, settings, at_step=2)
     png = tmp_path / "branch.png"
@@ -274,12 +279,7 @@ def test_a_png_of_a_branchs_shared_step_carries_its_parents_recipe_and_one_past_
     counted in the branch's own steps, so opening it and generating shows the same pixels."""
     from studio.core.recipe import read_recipe
 
-    checkpoint = write_unet_checkpoint(tmp_path / "model.safetensors")
-    window = make_window()
-    assert window.open_checkpoint(checkpoint)
-    window.sampler_panel.eta_spin.setValue(1.0)
-    generate(window, qtbot, steps=6, batch=2, seed=4)
-    parent = runs_of(window)[0]
+    window, parent = file_model_run(make_window, qtbot, tmp_path, steps=6, seed=4)
     window.timeline.set_step(1)   # the parent's own PNG of step 2
     assert window.exports.export_sample_png(path=tmp_path / "parent.png", index=1)
     child = branch(window, qtbot, parent_settings(parent).replace(seed=70), at_step=3)
